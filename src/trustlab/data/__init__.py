@@ -1,11 +1,12 @@
 """Data sets in pixel space with their provenance: ``load_dataset(name, split, root=...)``."""
 
+from trustlab.data.arrays import dataset_from_npz
 from trustlab.data.dataset import Dataset, DatasetMetadata, FileRecord, ProtectedAttribute
 from trustlab.data.idx import read_idx, write_idx
 from trustlab.data.paths import resolve_data_dir
 from trustlab.data.registry import get_spec, list_datasets, load_dataset, split_status
 
 __all__ = [
-    "Dataset", "DatasetMetadata", "FileRecord", "ProtectedAttribute", "get_spec", "list_datasets",
+    "Dataset", "DatasetMetadata", "FileRecord", "ProtectedAttribute", "dataset_from_npz", "get_spec", "list_datasets",
     "load_dataset", "read_idx", "resolve_data_dir", "split_status", "write_idx",
 ]

@@ -1,0 +1,41 @@
+"""trustlab: audit a trained classifier and report how far to trust it.
+
+The public API is re-exported lazily so ``import trustlab`` stays fast and optional
+dependencies are only imported when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from trustlab._version import __version__
+
+_EXPORTS = {
+    "load_dataset": "trustlab.data",
+    "list_datasets": "trustlab.data",
+    "Dataset": "trustlab.data",
+    "Classifier": "trustlab.models",
+    "BlackBoxClassifier": "trustlab.models",
+    "build_architecture": "trustlab.models",
+    "load_model": "trustlab.models",
+    "save_model": "trustlab.models",
+    "load_reference_model": "trustlab.models",
+    "train": "trustlab.models",
+    "evaluate": "trustlab.models.evaluation",
+    "RunDirectory": "trustlab.report.run",
+    "write_report": "trustlab.report.html",
+    "TrustlabError": "trustlab.exceptions",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'trustlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

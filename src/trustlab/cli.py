@@ -1,0 +1,216 @@
+"""The ``trustlab`` command.
+
+User mistakes (TrustlabError, bad options) print one line on stderr and exit with code 2;
+Ctrl-C exits with 130 and leaves completed results and checkpoints in place for a resume.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from trustlab._version import __version__
+from trustlab.exceptions import TrustlabError
+from trustlab.progress import set_quiet
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+DATA_DIR_HELP = "data folder (default: $TRUSTLAB_DATA, then the user cache)"
+
+
+def _data_dir_option(fn: Any) -> Any:
+    return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help=DATA_DIR_HELP)(fn)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="trustlab")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def cli(quiet: bool) -> None:
+    """Audit a trained classifier and report how far to trust it."""
+    set_quiet(quiet)
+
+
+def _load_data(dataset: str, split: str | None, data_dir: Path | None, bounds: tuple[float, float] | None = None):
+    from trustlab.data import dataset_from_npz, load_dataset
+
+    if dataset.endswith(".npz"):
+        return dataset_from_npz(dataset, bounds=bounds)
+    return load_dataset(dataset, split, root=data_dir)
+
+
+def _load_classifier(model: str, *, arch: str | None, allow_pickle: bool, input_shape: tuple[int, ...] | None,
+                     batch_size: int):
+    from trustlab.models import load_model, load_reference_model
+    from trustlab.models.reference import REFERENCE_MODELS
+
+    if model in REFERENCE_MODELS and not Path(model).exists():
+        return load_reference_model(model, batch_size=batch_size), f"reference model {model}"
+    classifier = load_model(model, architecture=arch, allow_pickle=allow_pickle, input_shape=input_shape,
+                            batch_size=batch_size)
+    return classifier, str(model)
+
+
+@cli.command()
+@_data_dir_option
+def datasets(data_dir: Path | None) -> None:
+    """List data sets, their splits and whether their files are here."""
+    from trustlab.data import list_datasets, resolve_data_dir, split_status
+
+    folder, origin = resolve_data_dir(data_dir)
+    click.echo(f"data directory: {folder} (from {origin})")
+    for spec in list_datasets():
+        click.echo(f"\n{spec.name}: {spec.description}\n  source: {spec.source}; licence: {spec.licence}")
+        for split in spec.splits:
+            click.echo(f"  {split:<8} {split_status(spec.name, split, root=data_dir)}")
+
+
+@cli.command()
+@click.option("--dataset", required=True, help="data set name (see `trustlab datasets`) or an .npz file")
+@click.option("--split", default="train", show_default=True, help="split to train on")
+@click.option("--arch", default=None, help="architecture (default: mnist_cnn for images, mlp for tabular)")
+@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="learning rate")
+@click.option("--augment-shift", type=click.IntRange(min=0), default=0, show_default=True,
+              help="random translation of up to this many pixels (images)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="model artefact to write (.safetensors)")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="also record the training in this run directory")
+@_data_dir_option
+def train(dataset: str, split: str, arch: str | None, epochs: int, batch_size: int, lr: float, augment_shift: int,
+          seed: int, out: Path, run_dir: Path | None, data_dir: Path | None) -> None:
+    """Train a model from the architecture registry; deterministic given --seed."""
+    from trustlab.models import Classifier, build_architecture, save_model
+    from trustlab.models import train as train_model
+    from trustlab.models.evaluation import model_card
+    from trustlab.report.run import RunDirectory
+
+    data = _load_data(dataset, split, data_dir, bounds=(0.0, 1.0))
+    image = data.kind == "image"
+    arch = arch or ("mnist_cnn" if image else "mlp")
+    if image:
+        config = {"in_channels": data.input_shape[0], "image_size": data.input_shape[1], "num_classes": data.num_classes}
+    else:
+        config = {"in_features": data.input_shape[0], "num_classes": data.num_classes}
+    mean, std = data.feature_stats()
+    module = build_architecture(arch, seed=seed, **config)
+    classifier = Classifier(module, input_shape=data.input_shape, num_classes=data.num_classes,
+                            bounds=data.bounds, mean=mean, std=std, class_names=data.class_names,
+                            architecture=arch, config=config)
+    history = train_model(classifier, data.x, data.y, epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                          augment_shift=augment_shift, seed=seed, dataset_name=f"{data.name}/{data.split}")
+    save_model(classifier, out)
+    if run_dir is not None:
+        run = RunDirectory(run_dir, seed=seed, command=sys.argv)
+        run.describe_model(classifier, source=str(out))
+        run.describe_data(data)
+        run.add("model_card", model_card(classifier, name=out.stem))
+        run.add("training", history)
+    click.echo(f"trained {arch} on {data.name}/{data.split} ({len(data):,} examples) in {history.seconds:.1f} s: "
+               f"final loss {history.loss[-1]:.4f}, training accuracy {100 * history.accuracy[-1]:.2f}%; saved {out}")
+
+
+def _evaluate_into(run, classifier, data, *, source: str, batch_size: int | None) -> Any:
+    from trustlab.models.evaluation import evaluate, model_card
+
+    run.describe_model(classifier, source=source)
+    run.describe_data(data)
+    run.add("model_card", model_card(classifier, name=Path(source).stem if Path(source).exists() else source))
+    key = f"accuracy-{data.name}-{data.split}"
+    fingerprint = {"model": classifier.weights_sha256(), "data": data.sha256, "n": len(data),
+                   "batch_size": batch_size or classifier.batch_size}
+    checkpoint = run.checkpoint(key, fingerprint)
+    with run.timed(key):
+        result = evaluate(classifier, data, batch_size=batch_size, checkpoint=checkpoint)
+    run.add(key, result)
+    checkpoint.clear()
+    return result
+
+
+@cli.command()
+@click.option("--model", required=True, help="model file, or a shipped reference model name (mnist_cnn)")
+@click.option("--dataset", required=True, help="data set name (see `trustlab datasets`) or an .npz file with x and y")
+@click.option("--split", default=None, help="split (default: the data set's default, e.g. test)")
+@click.option("--arch", default=None, help="architecture of a bare state dict")
+@click.option("--allow-pickle", is_flag=True, help="trust and unpickle a full pickle (can run arbitrary code)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/evaluate"),
+              show_default=True, help="run directory (re-running resumes an interrupted evaluation)")
+@_data_dir_option
+def evaluate(model: str, dataset: str, split: str | None, arch: str | None, allow_pickle: bool, batch_size: int,
+             out: Path, data_dir: Path | None) -> None:
+    """Accuracy of a model on a data set (overall, per class, confusions) into a run directory."""
+    from trustlab.report.run import RunDirectory
+
+    data = _load_data(dataset, split, data_dir)
+    classifier, source = _load_classifier(model, arch=arch, allow_pickle=allow_pickle,
+                                          input_shape=data.input_shape, batch_size=batch_size)
+    if dataset.endswith(".npz") and classifier.class_names and data.num_classes <= classifier.num_classes:
+        from dataclasses import replace
+        data = replace(data, class_names=classifier.class_names)
+    run = RunDirectory(out, command=sys.argv)
+    result = _evaluate_into(run, classifier, data, source=source, batch_size=batch_size)
+    click.echo(f"accuracy {100 * result.accuracy:.2f}% on {data.name}/{data.split} ({result.examples:,} examples); "
+               f"results in {out / 'results.json'}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file (default: RUN_DIR/report.html)")
+@click.option("--title", default="trustlab audit", show_default=True)
+def report(run_dir: Path, out: Path | None, title: str) -> None:
+    """Render a run directory's results into one self-contained HTML file."""
+    from trustlab.report.html import write_report
+
+    click.echo(f"report written to {write_report(run_dir, out=out, title=title)}")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True)
+def demo(out: Path) -> None:
+    """Audit the shipped reference MNIST CNN on the bundled sample and write a report (offline)."""
+    from trustlab.data import load_dataset
+    from trustlab.models import load_reference_model
+    from trustlab.models.training import TrainingResult
+    from trustlab.report.html import write_report
+    from trustlab.report.run import RunDirectory
+
+    classifier = load_reference_model("mnist_cnn")
+    data = load_dataset("mnist", "sample")
+    run = RunDirectory(out, seed=0, command=sys.argv)
+    record = json.loads(resources.files("trustlab.models.weights").joinpath("mnist_cnn.json").read_text())
+    run.add("training", TrainingResult.from_dict(record["training"]))
+    result = _evaluate_into(run, classifier, data, source="mnist_cnn", batch_size=None)
+    path = write_report(out, title="trustlab demo: reference MNIST CNN")
+    click.echo(f"accuracy {100 * result.accuracy:.2f}% on the bundled MNIST sample ({result.examples:,} digits)")
+    click.echo(f"report written to {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    try:
+        code = cli.main(args=argv, prog_name="trustlab", standalone_mode=False)
+    except TrustlabError as exc:
+        click.echo(f"trustlab: error: {exc}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"trustlab: error: {exc.format_message()} (see --help)", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("trustlab: interrupted; completed results are kept, re-run the same command to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Architecture registry: a name and a JSON-able config rebuild a module exactly.
+
+A model artefact stores only (name, config, weights), so every architecture trustlab can load
+is registered here with keyword-only, JSON-serialisable parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from trustlab.exceptions import UnknownNameError
+
+_ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _ARCHITECTURES[name] = builder
+        return builder
+
+    return decorate
+
+
+def list_architectures() -> list[str]:
+    return sorted(_ARCHITECTURES)
+
+
+def build_architecture(name: str, *, seed: int | None = None, **config: Any) -> nn.Module:
+    """Build architecture ``name`` with ``config``; with ``seed``, its initial weights are
+    reproducible without touching the global random state."""
+    if name not in _ARCHITECTURES:
+        raise UnknownNameError(f"unknown architecture {name!r}; expected one of: {', '.join(list_architectures())}")
+    try:
+        if seed is None:
+            return _ARCHITECTURES[name](**config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _ARCHITECTURES[name](**config)
+    except TypeError as exc:
+        raise UnknownNameError(f"bad config for architecture {name!r}: {exc}") from None
+
+
+class MnistCNN(nn.Module):
+    """Two 5x5 conv layers (each ReLU + 2x2 max-pool) and two fully connected layers: the
+    small net of Madry et al. (2018) and Neural Cleanse's MNIST model, width configurable.
+
+    ``features`` ends at the last conv block (the Grad-CAM layer); ``embed`` returns the
+    penultimate activations used by feature-space detectors.
+    """
+
+    def __init__(self, *, in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
+                 channels: Sequence[int] = (32, 64), hidden: int = 1024) -> None:
+        super().__init__()
+        if image_size % 4:
+            raise TypeError(f"image_size must be divisible by 4, got {image_size}")
+        c1, c2 = channels
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        side = image_size // 4
+        self.fc1 = nn.Linear(c2 * side * side, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc1(self.features(x).flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.embed(x))
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU network for tabular data; ``embed`` gives the last hidden layer."""
+
+    def __init__(self, *, in_features: int, num_classes: int = 2, hidden: Sequence[int] = (64, 32),
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_features
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(width, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x))
+
+
+@register_architecture("mnist_cnn")
+def mnist_cnn(**config: Any) -> nn.Module:
+    return MnistCNN(**config)
+
+
+@register_architecture("mlp")
+def mlp(**config: Any) -> nn.Module:
+    return MLP(**config)

@@ -1,0 +1,222 @@
+"""The Classifier wrapper: the one place that knows how to call a model.
+
+It owns the module, the input bounds (pixel space), the normalisation (applied inside, once),
+the device, eval mode, the number and names of classes, and a ``batch_size`` that bounds memory.
+Attacks, detectors and explainers hand it pixel-space inputs and never normalise by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trustlab.exceptions import GradientsUnavailableError, InputError
+
+BOUNDS_TOLERANCE = 1e-6
+ERR_SHAPE = "{name} have shape {got}, but the model expects (N, {expected})"
+ERR_NAN = "{name} contain {count} NaN or infinite values"
+ERR_BOUNDS = "{name} must lie in the model's bounds [{low}, {high}], found values in [{min:.4g}, {max:.4g}]"
+
+
+def _as_tensor(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name} must be a torch tensor or numpy array, got {type(x).__name__}")
+    return x
+
+
+def _broadcastable(stat: Any, input_shape: tuple[int, ...], name: str) -> torch.Tensor | None:
+    """Per-channel (images) or per-feature (tabular) statistic shaped to broadcast over inputs."""
+    if stat is None:
+        return None
+    t = torch.as_tensor(stat, dtype=torch.float32).flatten()
+    if t.numel() == 1:
+        return t.reshape((1,) * len(input_shape))
+    if t.numel() == input_shape[0]:
+        return t.reshape((input_shape[0],) + (1,) * (len(input_shape) - 1))
+    if t.numel() == int(np.prod(input_shape)):
+        return t.reshape(input_shape)
+    raise InputError(
+        f"{name} must have 1, {input_shape[0]} or {int(np.prod(input_shape))} values for inputs "
+        f"of shape {input_shape}, got {t.numel()}"
+    )
+
+
+class Classifier:
+    """A trained classifier and everything needed to call it correctly.
+
+    Parameters are keyword-only. ``bounds`` is the valid input range in pixel space (``None``
+    for unbounded tabular features); ``mean``/``std`` are applied inside ``forward``. The module
+    is put in eval mode and left on its own device: inputs are moved to it, outputs come back
+    on the inputs' device.
+    """
+
+    requires_gradients = True
+
+    def __init__(self, module: nn.Module, *, input_shape: Sequence[int], num_classes: int | None = None,
+                 bounds: tuple[float, float] | None = (0.0, 1.0), mean: Any = None, std: Any = None,
+                 class_names: Sequence[str] | None = None, batch_size: int = 256,
+                 architecture: str | None = None, config: dict[str, Any] | None = None) -> None:
+        if not isinstance(module, nn.Module):
+            raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size}")
+        self.module = module.eval()
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.bounds = None if bounds is None else (float(bounds[0]), float(bounds[1]))
+        if self.bounds is not None and not self.bounds[0] < self.bounds[1]:
+            raise InputError(f"bounds must be (low, high) with low < high, got {bounds}")
+        self.device = next((p.device for p in module.parameters()), torch.device("cpu"))
+        self.mean = _broadcastable(mean, self.input_shape, "mean")
+        self.std = _broadcastable(std, self.input_shape, "std")
+        if self.std is not None and (self.std <= 0).any():
+            raise InputError("std must be positive")
+        self._mean_dev = None if self.mean is None else self.mean.to(self.device)
+        self._std_dev = None if self.std is None else self.std.to(self.device)
+        self.batch_size = int(batch_size)
+        self.architecture = architecture
+        self.config = dict(config or {})
+        self.num_classes = int(num_classes) if num_classes is not None else self._infer_num_classes()
+        names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(self.num_classes))
+        if len(names) != self.num_classes:
+            raise InputError(f"class_names has {len(names)} names for {self.num_classes} classes")
+        self.class_names = names
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(architecture={self.architecture!r}, input_shape={self.input_shape}, "
+                f"num_classes={self.num_classes}, bounds={self.bounds}, device={self.device})")
+
+    # ------------------------------------------------------------------ calling ---------------
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self._mean_dev is not None:
+            x = x - self._mean_dev
+        if self._std_dev is not None:
+            x = x / self._std_dev
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable logits for one batch of pixel-space inputs already on ``device``.
+
+        No validation and no batching: this is the hot path attacks differentiate through.
+        """
+        return self.module(self.normalise(x))
+
+    __call__ = forward
+
+    def validate(self, x: Any, *, name: str = "inputs") -> torch.Tensor:
+        """Check shape, finiteness and bounds; return a float tensor. Used at every boundary."""
+        x = _as_tensor(x, name)
+        if tuple(x.shape[1:]) != self.input_shape or x.ndim != len(self.input_shape) + 1:
+            raise InputError(ERR_SHAPE.format(name=name, expected=", ".join(map(str, self.input_shape)), got=tuple(x.shape)))
+        if not torch.is_floating_point(x):
+            x = x.to(torch.float32)
+        bad = (~torch.isfinite(x)).sum().item()
+        if bad:
+            raise InputError(ERR_NAN.format(name=name, count=bad))
+        if self.bounds is not None and x.numel():
+            low, high = self.bounds
+            lo, hi = x.min().item(), x.max().item()
+            if lo < low - BOUNDS_TOLERANCE or hi > high + BOUNDS_TOLERANCE:
+                raise InputError(ERR_BOUNDS.format(name=name, low=low, high=high, min=lo, max=hi))
+        return x
+
+    def _checked_forward(self, chunk: torch.Tensor) -> torch.Tensor:
+        """``forward`` that turns a module's shape complaint into a one-line InputError."""
+        try:
+            out = self.forward(chunk)
+        except RuntimeError as exc:
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise InputError(f"model failed on inputs of shape {tuple(chunk.shape)}: {first}") from None
+        if out.ndim != 2 or out.shape[0] != chunk.shape[0]:
+            raise InputError(f"model must return logits of shape (N, classes), got {tuple(out.shape)}")
+        return out
+
+    def logits(self, x: Any, *, batch_size: int | None = None) -> torch.Tensor:
+        """Logits for any number of inputs, ``batch_size`` at a time, without gradients."""
+        x = self.validate(x)
+        size = batch_size or self.batch_size
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], size):
+                chunk = x[start:start + size].to(self.device, non_blocking=True)
+                outputs.append(self._checked_forward(chunk).to(x.device))
+        if not outputs:
+            return torch.empty((0, self.num_classes), device=x.device)
+        return torch.cat(outputs)
+
+    def proba(self, x: Any, *, batch_size: int | None = None) -> torch.Tensor:
+        return torch.softmax(self.logits(x, batch_size=batch_size), dim=1)
+
+    def predict(self, x: Any, *, batch_size: int | None = None) -> torch.Tensor:
+        return self.logits(x, batch_size=batch_size).argmax(dim=1)
+
+    # ------------------------------------------------------------------ identity --------------
+    def require_gradients(self, method: str) -> None:
+        """Raise a clear error if ``method`` needs gradients this classifier cannot give."""
+        if not self.requires_gradients:
+            raise GradientsUnavailableError(f"{method} needs gradients, but this model only gives probabilities")
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    def weights_sha256(self) -> str:
+        """Digest of the state dict (names, dtypes, shapes, bytes): identifies the weights in manifests."""
+        digest = hashlib.sha256()
+        for key, value in sorted(self.module.state_dict().items()):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
+            digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        return digest.hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description, stored beside weights and in model cards."""
+        return {
+            "architecture": self.architecture,
+            "config": self.config,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "bounds": None if self.bounds is None else list(self.bounds),
+            "mean": None if self.mean is None else self.mean.flatten().tolist(),
+            "std": None if self.std is None else self.std.flatten().tolist(),
+        }
+
+    def _infer_num_classes(self) -> int:
+        probe = torch.zeros((1, *self.input_shape), device=self.device)
+        if self.bounds is not None:
+            probe += self.bounds[0]
+        with torch.no_grad():
+            return int(self._checked_forward(probe).shape[1])
+
+
+class BlackBoxClassifier(Classifier):
+    """A model known only through a function returning class probabilities (no gradients).
+
+    ``forward`` returns log-probabilities so that argmax and softmax behave as for logits;
+    methods that need gradients call ``require_gradients`` and get a clear error.
+    """
+
+    requires_gradients = False
+
+    def __init__(self, proba_fn: Callable[[torch.Tensor], torch.Tensor], *, input_shape: Sequence[int],
+                 num_classes: int, **kwargs: Any) -> None:
+        self._proba_fn = proba_fn
+        super().__init__(_ProbaModule(proba_fn), input_shape=input_shape, num_classes=num_classes, **kwargs)
+
+
+class _ProbaModule(nn.Module):
+    def __init__(self, proba_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.proba_fn = proba_fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.as_tensor(self.proba_fn(x.detach()), dtype=torch.float32)
+        return p.clamp_min(1e-12).log()

@@ -1,0 +1,25 @@
+"""Reference weights shipped inside trustlab, built reproducibly by scripts in ``scripts/``."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from trustlab.exceptions import UnknownNameError
+from trustlab.models.artefacts import load_model
+from trustlab.models.classifier import Classifier
+
+REFERENCE_MODELS = {
+    "mnist_cnn": "MNIST CNN trained on the 5,000-image MNIST training sample (scripts/train_reference_cnn.py)",
+}
+
+
+def reference_path(name: str) -> Path:
+    if name not in REFERENCE_MODELS:
+        raise UnknownNameError(f"unknown reference model {name!r}; expected one of: {', '.join(REFERENCE_MODELS)}")
+    return Path(str(resources.files("trustlab.models.weights").joinpath(f"{name}.safetensors")))
+
+
+def load_reference_model(name: str = "mnist_cnn", *, batch_size: int = 256) -> Classifier:
+    """Load a shipped reference model by name (default: the natural MNIST CNN)."""
+    return load_model(reference_path(name), batch_size=batch_size)

@@ -1,0 +1,118 @@
+"""A small, deterministic training loop: same seed, same weights on CPU.
+
+Trains through ``Classifier.forward`` so the normalisation the classifier owns is the one used
+in training. Optimiser: Adam with a cosine-decayed learning rate; optional random translations
+(vectorised, no per-example loop) as augmentation for images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from trustlab.exceptions import InputError
+from trustlab.models.classifier import Classifier
+from trustlab.progress import progress
+from trustlab.report.results import Result
+
+
+@dataclass(frozen=True)
+class TrainingResult(Result):
+    """What a training run did: settings, per-epoch loss and training accuracy, wall time."""
+
+    kind = "training"
+    architecture: str | None
+    dataset: str
+    examples: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    seed: int
+    augment_shift: int
+    loss: tuple[float, ...]
+    accuracy: tuple[float, ...]
+    seconds: float
+
+
+def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator, fill: float = 0.0) -> torch.Tensor:
+    """Shift each image by its own random offset in [-max_shift, max_shift] pixels, filling with ``fill``."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4, value=fill)
+    dy = torch.randint(0, 2 * max_shift + 1, (n, 1, 1), generator=generator)
+    dx = torch.randint(0, 2 * max_shift + 1, (n, 1, 1), generator=generator)
+    rows = torch.arange(h).view(1, h, 1) + dy
+    cols = torch.arange(w).view(1, 1, w) + dx
+    batch = torch.arange(n).view(n, 1, 1)
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def _check_labels(y: Any, n: int, num_classes: int) -> torch.Tensor:
+    y = torch.as_tensor(y)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise InputError(f"labels must be a vector of {n} class indices, got shape {tuple(y.shape)}")
+    y = y.long()
+    if n and (y.min() < 0 or y.max() >= num_classes):
+        raise InputError(f"labels must lie in 0..{num_classes - 1}, found {int(y.min())}..{int(y.max())}")
+    return y
+
+
+def train(classifier: Classifier, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
+          learning_rate: float = 1e-3, weight_decay: float = 0.0, seed: int = 0, augment_shift: int = 0,
+          dataset_name: str = "", show_progress: bool = True) -> TrainingResult:
+    """Train ``classifier.module`` in place on pixel-space ``x`` and labels ``y``; return what happened."""
+    classifier.require_gradients("training")
+    if epochs < 1 or batch_size < 1 or learning_rate <= 0:
+        raise InputError(f"epochs, batch_size and learning_rate must be positive, got {epochs}, {batch_size}, {learning_rate}")
+    if augment_shift and len(classifier.input_shape) != 3:
+        raise InputError("augment_shift applies to images only (inputs of shape C x H x W)")
+    x = classifier.validate(x)
+    y = _check_labels(y, x.shape[0], classifier.num_classes)
+    module = classifier.module
+    n = x.shape[0]
+    steps_per_epoch = math.ceil(n / batch_size)
+    fill = classifier.bounds[0] if classifier.bounds else 0.0
+    losses: list[float] = []
+    accuracies: list[float] = []
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # dropout and any other global-RNG use inside the module
+        generator = torch.Generator().manual_seed(seed)
+        optimiser = torch.optim.Adam(module.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs * steps_per_epoch)
+        module.train()
+        try:
+            bar = progress(range(epochs), desc="training", unit="epoch", enabled=show_progress)
+            for _ in bar:
+                order = torch.randperm(n, generator=generator)
+                total_loss, correct = 0.0, 0
+                for step in range(steps_per_epoch):
+                    index = order[step * batch_size:(step + 1) * batch_size]
+                    xb, yb = x[index], y[index]
+                    if augment_shift:
+                        xb = random_translate(xb, augment_shift, generator, fill)
+                    xb, yb = xb.to(classifier.device), yb.to(classifier.device)
+                    logits = classifier.forward(xb)
+                    loss = F.cross_entropy(logits, yb)
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimiser.step()
+                    schedule.step()
+                    total_loss += loss.item() * len(index)
+                    correct += int((logits.argmax(1) == yb).sum())
+                losses.append(total_loss / n)
+                accuracies.append(correct / n)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{accuracies[-1]:.4f}")
+        finally:
+            module.eval()
+    return TrainingResult(
+        architecture=classifier.architecture, dataset=dataset_name, examples=n, epochs=epochs,
+        batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, seed=seed,
+        augment_shift=augment_shift, loss=tuple(losses), accuracy=tuple(accuracies),
+        seconds=time.perf_counter() - start,
+    )
