@@ -18,6 +18,7 @@ import os
 import pickle
 import pickletools
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,9 @@ def _looks_like_safetensors(head: bytes) -> bool:
 
 def _torch_load(path: Path, allow_pickle: bool) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about plain pickles' protocol before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         if not allow_pickle:
             raise PickleRefusedError(ERR_PICKLE.format(path=path)) from None

@@ -48,6 +48,14 @@ def _broadcastable(stat: Any, input_shape: tuple[int, ...], name: str) -> torch.
     )
 
 
+def _eval_mode(module: nn.Module) -> nn.Module:
+    """Switch to eval mode; exported programs refuse (their mode was fixed at export time)."""
+    try:
+        return module.eval()
+    except NotImplementedError:
+        return module
+
+
 class Classifier:
     """A trained classifier and everything needed to call it correctly.
 
@@ -67,7 +75,7 @@ class Classifier:
             raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         if batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size}")
-        self.module = module.eval()
+        self.module = _eval_mode(module)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.bounds = None if bounds is None else (float(bounds[0]), float(bounds[1]))
         if self.bounds is not None and not self.bounds[0] < self.bounds[1]:
