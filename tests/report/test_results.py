@@ -48,3 +48,16 @@ def test_results_are_frozen_and_reject_non_json_values():
 def test_unknown_kind_is_an_error():
     with pytest.raises(ValueError, match="unknown result kind 'nope'"):
         Result.from_dict({"kind": "nope"})
+
+
+def test_reading_results_does_not_depend_on_earlier_imports(tmp_path):
+    import subprocess
+    import sys
+
+    from trustlab.report.run import RunDirectory
+
+    run = RunDirectory(tmp_path)
+    run.add("acc", _accuracy())
+    code = f"from trustlab.report.run import read_results; print(type(read_results({str(tmp_path)!r})['acc']).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "AccuracyResult", out.stderr

@@ -87,3 +87,14 @@ def test_read_results_errors(tmp_path):
     (tmp_path / "results.json").write_text("{not json")
     with pytest.raises(RunDirectoryError, match="not a trustlab results file"):
         read_results(tmp_path)
+
+
+def test_one_run_directory_audits_one_model(tmp_path, tiny_cnn):
+    from trustlab.models import load_reference_model
+
+    run = RunDirectory(tmp_path)
+    run.describe_model(tiny_cnn, source="tiny")
+    run.add("accuracy", evaluate(tiny_cnn, load_dataset("mnist", "sample").subset(slice(0, 10)), show_progress=False))
+    run.describe_model(tiny_cnn, source="tiny again")  # same weights: fine
+    with pytest.raises(RunDirectoryError, match="holds results for another model"):
+        run.describe_model(load_reference_model(), source="reference")

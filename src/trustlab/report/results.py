@@ -44,6 +44,8 @@ class Result:
     def from_dict(cls, data: dict[str, Any]) -> Result:
         kind = data.get("kind")
         if kind not in _RESULT_TYPES:
+            _import_result_producers()
+        if kind not in _RESULT_TYPES:
             raise ValueError(f"unknown result kind {kind!r}; known: {', '.join(sorted(_RESULT_TYPES))}")
         target = _RESULT_TYPES[kind]
         names = {f.name for f in dataclasses.fields(target)}
@@ -56,7 +58,14 @@ class Result:
 
 
 def result_kinds() -> list[str]:
+    _import_result_producers()
     return sorted(_RESULT_TYPES)
+
+
+def _import_result_producers() -> None:
+    """Result classes register when their module is imported; the report's section registry
+    imports every producer, so reading results never depends on what was imported before."""
+    import trustlab.report.sections  # noqa: F401
 
 
 def _encode(value: Any, where: str) -> Any:
@@ -82,7 +91,7 @@ def _decode(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {_FLOAT_TAG}:
             return float(value[_FLOAT_TAG])
-        if "kind" in value and value["kind"] in _RESULT_TYPES:
+        if "kind" in value and isinstance(value["kind"], str) and value["kind"] in result_kinds():
             return Result.from_dict(value)
         return {k: _decode(v) for k, v in value.items()}
     return value

@@ -78,8 +78,15 @@ class RunDirectory:
         return result
 
     def describe_model(self, classifier: Any, *, source: str) -> None:
+        """Record the audited model. One run directory audits one model: results of another
+        model's weights already here would mix into its report, so that is refused."""
+        digest = classifier.weights_sha256()
+        previous = self.manifest.get("model", {}).get("weights_sha256")
+        if previous and previous != digest and self.results:
+            raise RunDirectoryError(f"run directory {self.path} holds results for another model (weights sha256 "
+                                    f"{previous[:12]}...); use a new --out for this one")
         self.manifest["model"] = {"source": source, "architecture": classifier.architecture,
-                                  "weights_sha256": classifier.weights_sha256()}
+                                  "weights_sha256": digest}
         self.write_manifest()
 
     def describe_data(self, dataset: Any) -> None:
