@@ -37,10 +37,27 @@ def main() -> None:
     train_set = load_dataset("mnist", "train", root=args.data_dir)
     test_set = load_dataset("mnist", "test", root=args.data_dir)
     module = build_architecture("mnist_cnn", seed=0, **CONFIG)
-    classifier = Classifier(module, input_shape=(1, 28, 28), num_classes=10, mean=MNIST_MEAN, std=MNIST_STD,
-                            class_names=train_set.class_names, architecture="mnist_cnn", config=CONFIG)
-    history = train(classifier, train_set.x, train_set.y, epochs=15, batch_size=64, learning_rate=1e-3,
-                    augment_shift=2, seed=0, dataset_name="mnist/train (5,000-image sample)")
+    classifier = Classifier(
+        module,
+        input_shape=(1, 28, 28),
+        num_classes=10,
+        mean=MNIST_MEAN,
+        std=MNIST_STD,
+        class_names=train_set.class_names,
+        architecture="mnist_cnn",
+        config=CONFIG,
+    )
+    history = train(
+        classifier,
+        train_set.x,
+        train_set.y,
+        epochs=15,
+        batch_size=64,
+        learning_rate=1e-3,
+        augment_shift=2,
+        seed=0,
+        dataset_name="mnist/train (5,000-image sample)",
+    )
     accuracy = evaluate(classifier, test_set)
     save_model(classifier, args.out / "mnist_cnn.safetensors")
     record = {

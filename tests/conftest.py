@@ -39,8 +39,16 @@ def tiny_cnn():
 
     config = {"channels": [4, 8], "hidden": 16}
     module = build_architecture("mnist_cnn", seed=0, **config)
-    return Classifier(module, input_shape=(1, 28, 28), num_classes=10, mean=0.13, std=0.31,
-                      architecture="mnist_cnn", config=config, batch_size=32)
+    return Classifier(
+        module,
+        input_shape=(1, 28, 28),
+        num_classes=10,
+        mean=0.13,
+        std=0.31,
+        architecture="mnist_cnn",
+        config=config,
+        batch_size=32,
+    )
 
 
 @pytest.fixture()

@@ -67,8 +67,20 @@ def test_unknown_dataset(capsys, tmp_path):
 
 
 def test_missing_data_offline(capsys, tmp_path):
-    code, _, err = run_cli(capsys, "evaluate", "--model", "mnist_cnn", "--dataset", "mnist", "--split", "test",
-                           "--data-dir", tmp_path / "nowhere", "--out", tmp_path / "run")
+    code, _, err = run_cli(
+        capsys,
+        "evaluate",
+        "--model",
+        "mnist_cnn",
+        "--dataset",
+        "mnist",
+        "--split",
+        "test",
+        "--data-dir",
+        tmp_path / "nowhere",
+        "--out",
+        tmp_path / "run",
+    )
     assert_one_line_error(code, err, "t10k-images-idx3-ubyte.gz", str(tmp_path / "nowhere" / "mnist"))
 
 
@@ -77,8 +89,20 @@ def test_truncated_idx(capsys, tmp_path):
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(10, np.uint8))
     raw = b"\x00\x00\x08\x03" + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + b"\x00" * 100
     (folder / "t10k-images-idx3-ubyte.gz").write_bytes(raw)
-    code, _, err = run_cli(capsys, "evaluate", "--model", "mnist_cnn", "--dataset", "mnist", "--split", "test",
-                           "--data-dir", tmp_path / "data", "--out", tmp_path / "run")
+    code, _, err = run_cli(
+        capsys,
+        "evaluate",
+        "--model",
+        "mnist_cnn",
+        "--dataset",
+        "mnist",
+        "--split",
+        "test",
+        "--data-dir",
+        tmp_path / "data",
+        "--out",
+        tmp_path / "run",
+    )
     assert_one_line_error(code, err, "truncated")
 
 
@@ -91,12 +115,16 @@ def test_nan_inputs(capsys, tmp_path):
     x = np.random.default_rng(0).random((8, 1, 28, 28)).astype(np.float32)
     x[3, 0, 5, 5] = np.nan
     np.savez(tmp_path / "bad.npz", x=x, y=np.arange(8) % 10)
-    code, _, err = run_cli(capsys, "evaluate", "--model", "mnist_cnn", "--dataset", tmp_path / "bad.npz", "--out", tmp_path / "r")
+    code, _, err = run_cli(
+        capsys, "evaluate", "--model", "mnist_cnn", "--dataset", tmp_path / "bad.npz", "--out", tmp_path / "r"
+    )
     assert_one_line_error(code, err, "1 NaN or infinite values")
 
 
 def test_missing_model_file_and_bad_option(capsys, tmp_path):
-    code, _, err = run_cli(capsys, "evaluate", "--model", tmp_path / "nope.pt", "--dataset", "mnist", "--split", "sample")
+    code, _, err = run_cli(
+        capsys, "evaluate", "--model", tmp_path / "nope.pt", "--dataset", "mnist", "--split", "sample"
+    )
     assert_one_line_error(code, err, "does not exist")
     code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--epochs", "0", "--out", tmp_path / "m.safetensors")
     assert_one_line_error(code, err, "--epochs")
@@ -109,12 +137,29 @@ def test_report_without_results(capsys, tmp_path):
 
 def test_train_evaluate_report_round_trip(capsys, tmp_path):
     model = tmp_path / "digits.safetensors"
-    code, out, err = run_cli(capsys, "train", "--dataset", "digits", "--split", "train", "--epochs", "3",
-                             "--batch-size", "32", "--lr", "3e-3", "--out", model, "--run", tmp_path / "run")
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        "digits",
+        "--split",
+        "train",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--lr",
+        "3e-3",
+        "--out",
+        model,
+        "--run",
+        tmp_path / "run",
+    )
     assert code == 0, err
     assert model.is_file() and "trained mnist_cnn on digits/train" in out
-    code, out, err = run_cli(capsys, "evaluate", "--model", model, "--dataset", "digits", "--split", "test",
-                             "--out", tmp_path / "run")
+    code, out, err = run_cli(
+        capsys, "evaluate", "--model", model, "--dataset", "digits", "--split", "test", "--out", tmp_path / "run"
+    )
     assert code == 0, err
     accuracy = float(out.split("accuracy ")[1].split("%")[0])
     assert accuracy > 80
@@ -129,9 +174,27 @@ def test_pickle_that_would_create_a_file_is_refused_before_it_runs(tmp_path):
     evil = tmp_path / "model.pt"
     evil.write_bytes(pickle.dumps(_TouchOnUnpickle(marker)))
     env = {**os.environ, "TRUSTLAB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "trustlab.cli", "--quiet", "evaluate", "--model", str(evil),
-                           "--dataset", "mnist", "--split", "sample", "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trustlab.cli",
+            "--quiet",
+            "evaluate",
+            "--model",
+            str(evil),
+            "--dataset",
+            "mnist",
+            "--split",
+            "sample",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "full pickle" in proc.stderr and "--allow-pickle" in proc.stderr
     assert not marker.exists()

@@ -11,7 +11,9 @@ def _python(code: str) -> str:
 
 
 def test_import_is_lazy():
-    loaded = _python("import sys, trustlab; print(sorted(m for m in ('torch', 'matplotlib', 'pandas') if m in sys.modules))")
+    loaded = _python(
+        "import sys, trustlab; print(sorted(m for m in ('torch', 'matplotlib', 'pandas') if m in sys.modules))"
+    )
     assert loaded.strip() == "[]"
 
 

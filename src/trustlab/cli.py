@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,9 @@ DATA_DIR_HELP = "data folder (default: $TRUSTLAB_DATA, then the user cache)"
 
 
 def _data_dir_option(fn: Any) -> Any:
-    return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                        help=DATA_DIR_HELP)(fn)
+    return click.option(
+        "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=DATA_DIR_HELP
+    )(fn)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -44,15 +46,17 @@ def _load_data(dataset: str, split: str | None, data_dir: Path | None, bounds: t
     return load_dataset(dataset, split, root=data_dir)
 
 
-def _load_classifier(model: str, *, arch: str | None, allow_pickle: bool, input_shape: tuple[int, ...] | None,
-                     batch_size: int):
+def _load_classifier(
+    model: str, *, arch: str | None, allow_pickle: bool, input_shape: tuple[int, ...] | None, batch_size: int
+):
     from trustlab.models import load_model, load_reference_model
     from trustlab.models.reference import REFERENCE_MODELS
 
     if model in REFERENCE_MODELS and not Path(model).exists():
         return load_reference_model(model, batch_size=batch_size), f"reference model {model}"
-    classifier = load_model(model, architecture=arch, allow_pickle=allow_pickle, input_shape=input_shape,
-                            batch_size=batch_size)
+    classifier = load_model(
+        model, architecture=arch, allow_pickle=allow_pickle, input_shape=input_shape, batch_size=batch_size
+    )
     return classifier, str(model)
 
 
@@ -76,16 +80,44 @@ def datasets(data_dir: Path | None) -> None:
 @click.option("--arch", default=None, help="architecture (default: mnist_cnn for images, mlp for tabular)")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="learning rate")
-@click.option("--augment-shift", type=click.IntRange(min=0), default=0, show_default=True,
-              help="random translation of up to this many pixels (images)")
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="learning rate"
+)
+@click.option(
+    "--augment-shift",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="random translation of up to this many pixels (images)",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="model artefact to write (.safetensors)")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="also record the training in this run directory")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="model artefact to write (.safetensors)",
+)
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="also record the training in this run directory",
+)
 @_data_dir_option
-def train(dataset: str, split: str, arch: str | None, epochs: int, batch_size: int, lr: float, augment_shift: int,
-          seed: int, out: Path, run_dir: Path | None, data_dir: Path | None) -> None:
+def train(
+    dataset: str,
+    split: str,
+    arch: str | None,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    augment_shift: int,
+    seed: int,
+    out: Path,
+    run_dir: Path | None,
+    data_dir: Path | None,
+) -> None:
     """Train a model from the architecture registry; deterministic given --seed."""
     from trustlab.models import Classifier, build_architecture, save_model
     from trustlab.models import train as train_model
@@ -96,16 +128,37 @@ def train(dataset: str, split: str, arch: str | None, epochs: int, batch_size: i
     image = data.kind == "image"
     arch = arch or ("mnist_cnn" if image else "mlp")
     if image:
-        config = {"in_channels": data.input_shape[0], "image_size": data.input_shape[1], "num_classes": data.num_classes}
+        config = {
+            "in_channels": data.input_shape[0],
+            "image_size": data.input_shape[1],
+            "num_classes": data.num_classes,
+        }
     else:
         config = {"in_features": data.input_shape[0], "num_classes": data.num_classes}
     mean, std = data.feature_stats()
     module = build_architecture(arch, seed=seed, **config)
-    classifier = Classifier(module, input_shape=data.input_shape, num_classes=data.num_classes,
-                            bounds=data.bounds, mean=mean, std=std, class_names=data.class_names,
-                            architecture=arch, config=config)
-    history = train_model(classifier, data.x, data.y, epochs=epochs, batch_size=batch_size, learning_rate=lr,
-                          augment_shift=augment_shift, seed=seed, dataset_name=f"{data.name}/{data.split}")
+    classifier = Classifier(
+        module,
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        bounds=data.bounds,
+        mean=mean,
+        std=std,
+        class_names=data.class_names,
+        architecture=arch,
+        config=config,
+    )
+    history = train_model(
+        classifier,
+        data.x,
+        data.y,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        augment_shift=augment_shift,
+        seed=seed,
+        dataset_name=f"{data.name}/{data.split}",
+    )
     save_model(classifier, out)
     if run_dir is not None:
         run = RunDirectory(run_dir, seed=seed, command=sys.argv)
@@ -113,8 +166,10 @@ def train(dataset: str, split: str, arch: str | None, epochs: int, batch_size: i
         run.describe_data(data)
         run.add("model_card", model_card(classifier, name=out.stem))
         run.add("training", history)
-    click.echo(f"trained {arch} on {data.name}/{data.split} ({len(data):,} examples) in {history.seconds:.1f} s: "
-               f"final loss {history.loss[-1]:.4f}, training accuracy {100 * history.accuracy[-1]:.2f}%; saved {out}")
+    click.echo(
+        f"trained {arch} on {data.name}/{data.split} ({len(data):,} examples) in {history.seconds:.1f} s: "
+        f"final loss {history.loss[-1]:.4f}, training accuracy {100 * history.accuracy[-1]:.2f}%; saved {out}"
+    )
 
 
 def _evaluate_into(run, classifier, data, *, source: str, batch_size: int | None) -> Any:
@@ -124,8 +179,12 @@ def _evaluate_into(run, classifier, data, *, source: str, batch_size: int | None
     run.describe_data(data)
     run.add("model_card", model_card(classifier, name=Path(source).stem if Path(source).exists() else source))
     key = f"accuracy-{data.name}-{data.split}"
-    fingerprint = {"model": classifier.weights_sha256(), "data": data.sha256, "n": len(data),
-                   "batch_size": batch_size or classifier.batch_size}
+    fingerprint = {
+        "model": classifier.weights_sha256(),
+        "data": data.sha256,
+        "n": len(data),
+        "batch_size": batch_size or classifier.batch_size,
+    }
     checkpoint = run.checkpoint(key, fingerprint)
     with run.timed(key):
         result = evaluate(classifier, data, batch_size=batch_size, checkpoint=checkpoint)
@@ -141,30 +200,49 @@ def _evaluate_into(run, classifier, data, *, source: str, batch_size: int | None
 @click.option("--arch", default=None, help="architecture of a bare state dict")
 @click.option("--allow-pickle", is_flag=True, help="trust and unpickle a full pickle (can run arbitrary code)")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/evaluate"),
-              show_default=True, help="run directory (re-running resumes an interrupted evaluation)")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/evaluate"),
+    show_default=True,
+    help="run directory (re-running resumes an interrupted evaluation)",
+)
 @_data_dir_option
-def evaluate(model: str, dataset: str, split: str | None, arch: str | None, allow_pickle: bool, batch_size: int,
-             out: Path, data_dir: Path | None) -> None:
+def evaluate(
+    model: str,
+    dataset: str,
+    split: str | None,
+    arch: str | None,
+    allow_pickle: bool,
+    batch_size: int,
+    out: Path,
+    data_dir: Path | None,
+) -> None:
     """Accuracy of a model on a data set (overall, per class, confusions) into a run directory."""
     from trustlab.report.run import RunDirectory
 
     data = _load_data(dataset, split, data_dir)
-    classifier, source = _load_classifier(model, arch=arch, allow_pickle=allow_pickle,
-                                          input_shape=data.input_shape, batch_size=batch_size)
-    if dataset.endswith(".npz") and classifier.class_names and data.num_classes <= classifier.num_classes:
-        from dataclasses import replace
-        data = replace(data, class_names=classifier.class_names)
+    classifier, source = _load_classifier(
+        model, arch=arch, allow_pickle=allow_pickle, input_shape=data.input_shape, batch_size=batch_size
+    )
+    if dataset.endswith(".npz") and data.num_classes <= classifier.num_classes:
+        data = replace(data, class_names=classifier.class_names)  # labels of a user file use the model's names
     run = RunDirectory(out, command=sys.argv)
     result = _evaluate_into(run, classifier, data, source=source, batch_size=batch_size)
-    click.echo(f"accuracy {100 * result.accuracy:.2f}% on {data.name}/{data.split} ({result.examples:,} examples); "
-               f"results in {out / 'results.json'}")
+    click.echo(
+        f"accuracy {100 * result.accuracy:.2f}% on {data.name}/{data.split} ({result.examples:,} examples); "
+        f"results in {out / 'results.json'}"
+    )
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="HTML file (default: RUN_DIR/report.html)")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="HTML file (default: RUN_DIR/report.html)",
+)
 @click.option("--title", default="trustlab audit", show_default=True)
 def report(run_dir: Path, out: Path | None, title: str) -> None:
     """Render a run directory's results into one self-contained HTML file."""

@@ -16,7 +16,10 @@ def set_quiet(quiet: bool) -> None:
     _quiet = bool(quiet)
 
 
-def progress(iterable: Iterable[T], *, desc: str, total: int | None = None, enabled: bool = True, unit: str = "it") -> tqdm:
+def progress(
+    iterable: Iterable[T], *, desc: str, total: int | None = None, enabled: bool = True, unit: str = "it"
+) -> tqdm:
     """Wrap ``iterable`` in a progress bar unless disabled here or globally quiet."""
-    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=_quiet or not enabled,
-                leave=False, dynamic_ncols=True)
+    return tqdm(
+        iterable, desc=desc, total=total, unit=unit, disable=_quiet or not enabled, leave=False, dynamic_ncols=True
+    )

@@ -45,5 +45,8 @@ def test_adult_keeps_protected_attributes_out_of_the_features(reference_data):
         cols = [i for i, n in enumerate(data.feature_names) if n.startswith(prefix)]
         assert torch.all(data.x[:, cols].sum(1) == 1)
     assert int(data.y.sum()) == 7841  # >50K rows in adult.data
-    train, test = load_dataset("adult", "train", root=reference_data), load_dataset("adult", "test", root=reference_data)
+    train, test = (
+        load_dataset("adult", "train", root=reference_data),
+        load_dataset("adult", "test", root=reference_data),
+    )
     assert len(train) + len(test) == 32561 and train.protected["race"].codes.shape == (len(train),)

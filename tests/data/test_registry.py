@@ -7,7 +7,12 @@ import torch
 from trustlab.data import download as download_module
 from trustlab.data import load_dataset, resolve_data_dir, split_status
 from trustlab.data.idx import encode_idx, write_idx
-from trustlab.exceptions import DataFormatError, DataIntegrityError, DataNotFoundError, UnknownNameError
+from trustlab.exceptions import (
+    DataFormatError,
+    DataIntegrityError,
+    DataNotFoundError,
+    UnknownNameError,
+)
 from trustlab.files import sha256_bytes
 
 
@@ -125,7 +130,15 @@ def test_digits_splits_are_disjoint_stratified_and_offline():
 def test_subset_keeps_protected_attributes_aligned():
     from trustlab.data import Dataset, DatasetMetadata, ProtectedAttribute
 
-    data = Dataset("t", "all", torch.arange(10.0).reshape(5, 2), torch.tensor([0, 1, 0, 1, 1]), ("a", "b"), None,
-                   DatasetMetadata("s", "l", "d"), protected={"sex": ProtectedAttribute(torch.tensor([0, 0, 1, 1, 0]), ("F", "M"))})
+    data = Dataset(
+        "t",
+        "all",
+        torch.arange(10.0).reshape(5, 2),
+        torch.tensor([0, 1, 0, 1, 1]),
+        ("a", "b"),
+        None,
+        DatasetMetadata("s", "l", "d"),
+        protected={"sex": ProtectedAttribute(torch.tensor([0, 0, 1, 1, 0]), ("F", "M"))},
+    )
     part = data.subset([1, 3])
     assert part.x[:, 0].tolist() == [2.0, 6.0] and part.protected["sex"].codes.tolist() == [0, 1]

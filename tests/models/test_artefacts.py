@@ -61,8 +61,14 @@ def test_state_dict_needs_architecture(tmp_path, tiny_cnn, images):
     torch.save(tiny_cnn.module.state_dict(), tmp_path / "sd.pt")
     with pytest.raises(ModelLoadError, match="weights only; name their architecture with --arch"):
         load_model(tmp_path / "sd.pt", input_shape=(1, 28, 28))
-    loaded = load_model(tmp_path / "sd.pt", architecture="mnist_cnn", config=tiny_cnn.config,
-                        input_shape=(1, 28, 28), mean=0.13, std=0.31)
+    loaded = load_model(
+        tmp_path / "sd.pt",
+        architecture="mnist_cnn",
+        config=tiny_cnn.config,
+        input_shape=(1, 28, 28),
+        mean=0.13,
+        std=0.31,
+    )
     assert torch.equal(loaded.logits(images), tiny_cnn.logits(images))
     with pytest.raises(ModelLoadError, match="do not fit the architecture"):
         load_model(tmp_path / "sd.pt", architecture="mnist_cnn", input_shape=(1, 28, 28))

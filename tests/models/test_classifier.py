@@ -52,8 +52,9 @@ def test_normalisation_happens_once_inside():
 
 
 def test_per_channel_statistics_broadcast():
-    classifier = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), input_shape=(3, 2, 2),
-                            mean=[0.1, 0.2, 0.3], std=[1.0, 2.0, 4.0])
+    classifier = Classifier(
+        nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), input_shape=(3, 2, 2), mean=[0.1, 0.2, 0.3], std=[1.0, 2.0, 4.0]
+    )
     assert classifier.mean.shape == (3, 1, 1)
     with pytest.raises(InputError, match="mean must have 1, 3 or 12 values"):
         Classifier(nn.Linear(12, 2), input_shape=(3, 2, 2), mean=[0.1, 0.2])

@@ -10,8 +10,9 @@ from trustlab.models.training import random_translate
 def _digits_classifier(seed: int = 0) -> Classifier:
     config = {"in_channels": 1, "image_size": 8, "channels": [8, 16], "hidden": 32}
     module = build_architecture("mnist_cnn", seed=seed, **config)
-    return Classifier(module, input_shape=(1, 8, 8), num_classes=10, mean=0.3, std=0.4,
-                      architecture="mnist_cnn", config=config)
+    return Classifier(
+        module, input_shape=(1, 8, 8), num_classes=10, mean=0.3, std=0.4, architecture="mnist_cnn", config=config
+    )
 
 
 def test_same_seed_gives_identical_weights_and_different_seed_does_not():
@@ -19,8 +20,16 @@ def test_same_seed_gives_identical_weights_and_different_seed_does_not():
     runs = []
     for seed in (0, 0, 1):
         classifier = _digits_classifier()
-        result = train(classifier, data.x[:400], data.y[:400], epochs=2, batch_size=32, seed=seed,
-                       augment_shift=1, show_progress=False)
+        result = train(
+            classifier,
+            data.x[:400],
+            data.y[:400],
+            epochs=2,
+            batch_size=32,
+            seed=seed,
+            augment_shift=1,
+            show_progress=False,
+        )
         runs.append((classifier.module.state_dict(), result.loss))
     same = all(torch.equal(runs[0][0][k], runs[1][0][k]) for k in runs[0][0])
     assert same and runs[0][1] == runs[1][1]
@@ -30,8 +39,9 @@ def test_same_seed_gives_identical_weights_and_different_seed_does_not():
 def test_training_learns_digits():
     train_set, test_set = load_dataset("digits", "train"), load_dataset("digits", "test")
     classifier = _digits_classifier()
-    result = train(classifier, train_set.x, train_set.y, epochs=8, batch_size=32, learning_rate=3e-3,
-                   show_progress=False)
+    result = train(
+        classifier, train_set.x, train_set.y, epochs=8, batch_size=32, learning_rate=3e-3, show_progress=False
+    )
     accuracy = (classifier.predict(test_set.x) == test_set.y).float().mean().item()
     assert accuracy > 0.93, accuracy
     assert result.loss[-1] < result.loss[0] and len(result.accuracy) == 8

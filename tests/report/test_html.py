@@ -12,7 +12,9 @@ def test_report_has_model_card_and_accuracy_section_with_embedded_figures(tmp_pa
     run = RunDirectory(tmp_path / "run")
     run.add("model_card", model_card(tiny_cnn, name="tiny"))
     y = torch.arange(10).repeat(3)
-    run.add("accuracy-x", accuracy_from_predictions(y, y.roll(1), tiny_cnn.class_names, dataset="mnist", split="sample"))
+    run.add(
+        "accuracy-x", accuracy_from_predictions(y, y.roll(1), tiny_cnn.class_names, dataset="mnist", split="sample")
+    )
     html = write_report(tmp_path / "run").read_text()
     assert "<h2>Model card</h2>" in html and "<h2>Accuracy (mnist/sample)</h2>" in html
     assert "Accuracy per class" in html and "Most-confused pairs" in html
@@ -21,7 +23,9 @@ def test_report_has_model_card_and_accuracy_section_with_embedded_figures(tmp_pa
     assert len(images) == 2 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert "http://" not in html and "https://" not in html  # self-contained
     assert sorted(p.name for p in (tmp_path / "run" / "figures").iterdir()) == [
-        "accuracy-x-confusion.png", "accuracy-x-per-class.png"]
+        "accuracy-x-confusion.png",
+        "accuracy-x-per-class.png",
+    ]
 
 
 def test_user_strings_are_escaped(tiny_cnn):

@@ -17,7 +17,9 @@ class _Nested(Result):
 
 
 def _accuracy() -> AccuracyResult:
-    return accuracy_from_predictions(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), ("x", "y"), dataset="d", split="s")
+    return accuracy_from_predictions(
+        torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), ("x", "y"), dataset="d", split="s"
+    )
 
 
 def test_json_round_trip_including_nesting_and_non_finite_floats():
@@ -31,8 +33,20 @@ def test_json_round_trip_including_nesting_and_non_finite_floats():
 
 
 def test_training_result_round_trip():
-    result = TrainingResult(architecture="mlp", dataset="d", examples=3, epochs=1, batch_size=2, learning_rate=0.1,
-                            weight_decay=0.0, seed=0, augment_shift=0, loss=(0.3,), accuracy=(1.0,), seconds=0.1)
+    result = TrainingResult(
+        architecture="mlp",
+        dataset="d",
+        examples=3,
+        epochs=1,
+        batch_size=2,
+        learning_rate=0.1,
+        weight_decay=0.0,
+        seed=0,
+        augment_shift=0,
+        loss=(0.3,),
+        accuracy=(1.0,),
+        seconds=0.1,
+    )
     assert Result.from_dict(result.to_dict()) == result
 
 

@@ -69,7 +69,9 @@ def test_killed_evaluation_resumes_from_the_last_completed_batch(tmp_path, tiny_
     assert run.checkpoint("acc", fingerprint).completed() == 2
     calls.clear()
     dying = False
-    resumed = evaluate(tiny_cnn, data, batch_size=20, checkpoint=run.checkpoint("acc", fingerprint), show_progress=False)
+    resumed = evaluate(
+        tiny_cnn, data, batch_size=20, checkpoint=run.checkpoint("acc", fingerprint), show_progress=False
+    )
     assert calls == [20, 20, 20]  # only the three batches that had not completed
     assert resumed == expected
 

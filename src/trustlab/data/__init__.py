@@ -7,6 +7,16 @@ from trustlab.data.paths import resolve_data_dir
 from trustlab.data.registry import get_spec, list_datasets, load_dataset, split_status
 
 __all__ = [
-    "Dataset", "DatasetMetadata", "FileRecord", "ProtectedAttribute", "dataset_from_npz", "get_spec", "list_datasets",
-    "load_dataset", "read_idx", "resolve_data_dir", "split_status", "write_idx",
+    "Dataset",
+    "DatasetMetadata",
+    "FileRecord",
+    "ProtectedAttribute",
+    "dataset_from_npz",
+    "get_spec",
+    "list_datasets",
+    "load_dataset",
+    "read_idx",
+    "resolve_data_dir",
+    "split_status",
+    "write_idx",
 ]

@@ -16,8 +16,9 @@ from trustlab.exceptions import DataFormatError, DataNotFoundError
 from trustlab.files import sha256_file
 
 
-def dataset_from_npz(path: str | Path, *, class_names: tuple[str, ...] | None = None,
-                     bounds: tuple[float, float] | None = None) -> Dataset:
+def dataset_from_npz(
+    path: str | Path, *, class_names: tuple[str, ...] | None = None, bounds: tuple[float, float] | None = None
+) -> Dataset:
     """Load ``x`` (float inputs in pixel space) and ``y`` (integer labels) from an ``.npz`` file."""
     path = Path(path)
     if not path.is_file():
@@ -36,7 +37,18 @@ def dataset_from_npz(path: str | Path, *, class_names: tuple[str, ...] | None = 
         raise DataFormatError(f"{path}: 'x' must be numeric, got {x.dtype}")
     num_classes = int(y.max()) + 1 if y.size else 0
     names = class_names or tuple(str(i) for i in range(num_classes))
-    metadata = DatasetMetadata(source=str(path), licence="user data", description="arrays from an .npz file",
-                               files=(FileRecord(path.name, sha256_file(path), False),))
-    return Dataset(path.stem, "file", torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64)),
-                   tuple(names), bounds, metadata)
+    metadata = DatasetMetadata(
+        source=str(path),
+        licence="user data",
+        description="arrays from an .npz file",
+        files=(FileRecord(path.name, sha256_file(path), False),),
+    )
+    return Dataset(
+        path.stem,
+        "file",
+        torch.from_numpy(x.astype(np.float32)),
+        torch.from_numpy(y.astype(np.int64)),
+        tuple(names),
+        bounds,
+        metadata,
+    )

@@ -100,8 +100,7 @@ class Dataset:
         if not isinstance(indices, slice):
             indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         protected = {
-            name: ProtectedAttribute(attr.codes[indices], attr.categories)
-            for name, attr in self.protected.items()
+            name: ProtectedAttribute(attr.codes[indices], attr.categories) for name, attr in self.protected.items()
         }
         return replace(self, x=self.x[indices], y=self.y[indices], protected=protected)
 

@@ -38,36 +38,52 @@ def _mnist_file(name: str, *digests: str) -> RemoteFile:
 # Accepted digests: the official archive's first, then the reference data's re-compressed copy.
 _MNIST_FILES = {
     "train": (
-        _mnist_file("train-images-idx3-ubyte.gz",
-                    "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-                    "92844db5e7e28e7ac93429ac2dd6e8d22ec59066bbf2251eff103e4a123109f1"),
-        _mnist_file("train-labels-idx1-ubyte.gz",
-                    "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-                    "b2c2ef9d45711d55574171c373912175ea8ca30fa004a5671f96a03787772fdd"),
+        _mnist_file(
+            "train-images-idx3-ubyte.gz",
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "92844db5e7e28e7ac93429ac2dd6e8d22ec59066bbf2251eff103e4a123109f1",
+        ),
+        _mnist_file(
+            "train-labels-idx1-ubyte.gz",
+            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "b2c2ef9d45711d55574171c373912175ea8ca30fa004a5671f96a03787772fdd",
+        ),
     ),
     "test": (
-        _mnist_file("t10k-images-idx3-ubyte.gz",
-                    "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-                    "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b"),
-        _mnist_file("t10k-labels-idx1-ubyte.gz",
-                    "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-                    "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c"),
+        _mnist_file(
+            "t10k-images-idx3-ubyte.gz",
+            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
+        ),
+        _mnist_file(
+            "t10k-labels-idx1-ubyte.gz",
+            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c",
+        ),
     ),
 }
 _NOTMNIST_FILES = {
     "test": (
-        RemoteFile("t10k-images-idx3-ubyte.gz", (_NOTMNIST + "t10k-images-idx3-ubyte.gz",),
-                   ("70ae9e06201f2827e5b0a3781a3169d735dd2efc69996b9eeaee7f10ed4044d7",)),
-        RemoteFile("t10k-labels-idx1-ubyte.gz", (_NOTMNIST + "t10k-labels-idx1-ubyte.gz",),
-                   ("1fa03836e01c862542f8eb83463bb951bebec6fcb3efa28dad748c6b38a9021b",)),
+        RemoteFile(
+            "t10k-images-idx3-ubyte.gz",
+            (_NOTMNIST + "t10k-images-idx3-ubyte.gz",),
+            ("70ae9e06201f2827e5b0a3781a3169d735dd2efc69996b9eeaee7f10ed4044d7",),
+        ),
+        RemoteFile(
+            "t10k-labels-idx1-ubyte.gz",
+            (_NOTMNIST + "t10k-labels-idx1-ubyte.gz",),
+            ("1fa03836e01c862542f8eb83463bb951bebec6fcb3efa28dad748c6b38a9021b",),
+        ),
     ),
 }
 _PIMA_FILE = RemoteFile(
-    "diabetes.csv", ("https://raw.githubusercontent.com/plotly/datasets/master/diabetes.csv",),
+    "diabetes.csv",
+    ("https://raw.githubusercontent.com/plotly/datasets/master/diabetes.csv",),
     ("b78029447fae2743b3218bb2b76ef0d04afe8d7e55ce2faf4d1ec82d8f8ae8ac",),
 )
 _ADULT_FILE = RemoteFile(
-    "adult.data", ("https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.data",),
+    "adult.data",
+    ("https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.data",),
     ("a0351ccac2e50adb68d08c54a6ce37daae7714fac1423a7c09577ae0f55934ba",),
 )
 TABULAR_SPLITS = ("all", "train", "test")
@@ -85,9 +101,6 @@ class DatasetSpec:
     files: Callable[[str], tuple[RemoteFile, ...]]  # files a split reads from the data directory
     build: Callable[[DatasetSpec, str, list[Path]], Dataset]
 
-    def needs_files(self, split: str) -> bool:
-        return bool(self.files(split))
-
 
 _REGISTRY: dict[str, DatasetSpec] = {}
 
@@ -103,9 +116,7 @@ def list_datasets() -> list[DatasetSpec]:
 
 def get_spec(name: str) -> DatasetSpec:
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise UnknownNameError(
-            f"unknown dataset {name!r}; expected one of: {', '.join(sorted(_REGISTRY))}"
-        )
+        raise UnknownNameError(f"unknown dataset {name!r}; expected one of: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
@@ -136,7 +147,7 @@ def load_dataset(name: str, split: str | None = None, *, root: str | os.PathLike
 
 
 def split_status(name: str, split: str, *, root: str | os.PathLike | None = None) -> str:
-    """"bundled", "available" or "missing: <files>" for the ``datasets`` listing (no download)."""
+    """ "bundled", "available" or "missing: <files>" for the ``datasets`` listing (no download)."""
     spec = get_spec(name)
     _check_split(spec, split)
     files = spec.files(split)
@@ -172,6 +183,7 @@ def _stratified_split(y: np.ndarray, split: str, seed: int = 0) -> np.ndarray:
 
 # ---------------------------------------------------------------- images ----------------------
 
+
 def _images_from_idx(image_path: Path, label_path: Path, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     images = read_idx(image_path)
     labels = read_idx(label_path)
@@ -190,9 +202,7 @@ def _images_from_idx(image_path: Path, label_path: Path, num_classes: int) -> tu
 
 
 def _sample_paths(prefix: str) -> tuple[RemoteFile, ...]:
-    return tuple(
-        RemoteFile(f"{prefix}-{kind}.gz", (), ()) for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
-    )
+    return tuple(RemoteFile(f"{prefix}-{kind}.gz", (), ()) for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"))
 
 
 def _idx_builder(class_names: tuple[str, ...]) -> Callable[[DatasetSpec, str, list[Path]], Dataset]:
@@ -204,37 +214,43 @@ def _idx_builder(class_names: tuple[str, ...]) -> Callable[[DatasetSpec, str, li
         else:
             records = _records(spec.files(split), paths)
         x, y = _images_from_idx(paths[0], paths[1], len(class_names))
-        metadata = DatasetMetadata(source=spec.source, licence=spec.licence,
-                                   description=spec.description, files=records)
+        metadata = DatasetMetadata(
+            source=spec.source, licence=spec.licence, description=spec.description, files=records
+        )
         return Dataset(spec.name, split, x, y, class_names, (0.0, 1.0), metadata)
 
     return build
 
 
-register(DatasetSpec(
-    name="mnist",
-    description="handwritten digits 0-9, 28x28 greyscale; 'sample': 1,000 test digits (100 per class)",
-    source="MNIST, Y. LeCun, C. Cortes, C. J. C. Burges (files from the CVDF mirror)",
-    licence="CC BY-SA 3.0",
-    splits=("train", "test", SAMPLE_SPLIT),
-    default_split="test",
-    files=lambda split: _MNIST_FILES.get(split, ()),
-    build=_idx_builder(tuple(str(i) for i in range(10))),
-))
+register(
+    DatasetSpec(
+        name="mnist",
+        description="handwritten digits 0-9, 28x28 greyscale; 'sample': 1,000 test digits (100 per class)",
+        source="MNIST, Y. LeCun, C. Cortes, C. J. C. Burges (files from the CVDF mirror)",
+        licence="CC BY-SA 3.0",
+        splits=("train", "test", SAMPLE_SPLIT),
+        default_split="test",
+        files=lambda split: _MNIST_FILES.get(split, ()),
+        build=_idx_builder(tuple(str(i) for i in range(10))),
+    )
+)
 
-register(DatasetSpec(
-    name="notmnist",
-    description="letters A-J, 28x28 greyscale, an out-of-distribution set for MNIST; 'sample': 500 letters",
-    source="notMNIST, Y. Bulatov; IDX conversion by D. Flanagan",
-    licence="notMNIST: public release by Y. Bulatov; IDX conversion MIT",
-    splits=("test", SAMPLE_SPLIT),
-    default_split="test",
-    files=lambda split: _NOTMNIST_FILES.get(split, ()),
-    build=_idx_builder(tuple("ABCDEFGHIJ")),
-))
+register(
+    DatasetSpec(
+        name="notmnist",
+        description="letters A-J, 28x28 greyscale, an out-of-distribution set for MNIST; 'sample': 500 letters",
+        source="notMNIST, Y. Bulatov; IDX conversion by D. Flanagan",
+        licence="notMNIST: public release by Y. Bulatov; IDX conversion MIT",
+        splits=("test", SAMPLE_SPLIT),
+        default_split="test",
+        files=lambda split: _NOTMNIST_FILES.get(split, ()),
+        build=_idx_builder(tuple("ABCDEFGHIJ")),
+    )
+)
 
 
 # ---------------------------------------------------------------- tabular / small ------------
+
 
 def _build_digits(spec: DatasetSpec, split: str, paths: list[Path]) -> Dataset:
     from sklearn.datasets import load_digits
@@ -245,51 +261,99 @@ def _build_digits(spec: DatasetSpec, split: str, paths: list[Path]) -> Dataset:
     index = _stratified_split(labels, split)
     metadata = DatasetMetadata(
         source="UCI optical recognition of handwritten digits, bundled with scikit-learn",
-        licence="CC BY 4.0", description="8x8 digits, pixel counts 0-16 scaled to [0, 1]",
+        licence="CC BY 4.0",
+        description="8x8 digits, pixel counts 0-16 scaled to [0, 1]",
     )
-    return Dataset("digits", split, torch.from_numpy(images[index]).unsqueeze(1),
-                   torch.from_numpy(labels[index]), tuple(str(i) for i in range(10)), (0.0, 1.0), metadata)
+    return Dataset(
+        "digits",
+        split,
+        torch.from_numpy(images[index]).unsqueeze(1),
+        torch.from_numpy(labels[index]),
+        tuple(str(i) for i in range(10)),
+        (0.0, 1.0),
+        metadata,
+    )
 
 
 def _build_pima(spec: DatasetSpec, split: str, paths: list[Path]) -> Dataset:
     x, y, names = read_pima(paths[0])
     index = _stratified_split(y, split)
     metadata = DatasetMetadata(
-        source="Pima Indians Diabetes (NIDDK, via UCI)", licence="public",
+        source="Pima Indians Diabetes (NIDDK, via UCI)",
+        licence="public",
         description="8 clinical measurements; outcome 1 = diabetes within 5 years. Zeros in "
-                    "Glucose/BloodPressure/SkinThickness/Insulin/BMI mark missing values.",
+        "Glucose/BloodPressure/SkinThickness/Insulin/BMI mark missing values.",
         files=_records((_PIMA_FILE,), paths),
     )
-    return Dataset("pima", split, torch.from_numpy(x[index]), torch.from_numpy(y[index]),
-                   ("no diabetes", "diabetes"), None, metadata, feature_names=names)
+    return Dataset(
+        "pima",
+        split,
+        torch.from_numpy(x[index]),
+        torch.from_numpy(y[index]),
+        ("no diabetes", "diabetes"),
+        None,
+        metadata,
+        feature_names=names,
+    )
 
 
 def _build_adult(spec: DatasetSpec, split: str, paths: list[Path]) -> Dataset:
     x, y, names, protected = read_adult(paths[0])
     index = _stratified_split(y, split)
     metadata = DatasetMetadata(
-        source="UCI Adult, B. Becker & R. Kohavi", licence="CC BY 4.0",
+        source="UCI Adult, B. Becker & R. Kohavi",
+        licence="CC BY 4.0",
         description="1994 US census; label 1 = income >50K. sex and race are protected attributes "
-                    "kept outside the features.",
+        "kept outside the features.",
         files=_records((_ADULT_FILE,), paths),
     )
     attrs = {k: ProtectedAttribute(torch.from_numpy(codes[index]), cats) for k, (codes, cats) in protected.items()}
-    return Dataset("adult", split, torch.from_numpy(x[index]), torch.from_numpy(y[index]),
-                   ("<=50K", ">50K"), None, metadata, feature_names=names, protected=attrs)
+    return Dataset(
+        "adult",
+        split,
+        torch.from_numpy(x[index]),
+        torch.from_numpy(y[index]),
+        ("<=50K", ">50K"),
+        None,
+        metadata,
+        feature_names=names,
+        protected=attrs,
+    )
 
 
-register(DatasetSpec(
-    name="digits", description="scikit-learn's 8x8 digits (always offline)",
-    source="UCI optical digits via scikit-learn", licence="CC BY 4.0",
-    splits=TABULAR_SPLITS, default_split="all", files=lambda split: (), build=_build_digits,
-))
-register(DatasetSpec(
-    name="pima", description="Pima Indians diabetes, 8 numeric features, binary outcome",
-    source="NIDDK via UCI", licence="public", splits=TABULAR_SPLITS, default_split="all",
-    files=lambda split: (_PIMA_FILE,), build=_build_pima,
-))
-register(DatasetSpec(
-    name="adult", description="UCI Adult income; protected attributes sex and race",
-    source="UCI Adult, Becker & Kohavi", licence="CC BY 4.0", splits=TABULAR_SPLITS,
-    default_split="all", files=lambda split: (_ADULT_FILE,), build=_build_adult,
-))
+register(
+    DatasetSpec(
+        name="digits",
+        description="scikit-learn's 8x8 digits (always offline)",
+        source="UCI optical digits via scikit-learn",
+        licence="CC BY 4.0",
+        splits=TABULAR_SPLITS,
+        default_split="all",
+        files=lambda split: (),
+        build=_build_digits,
+    )
+)
+register(
+    DatasetSpec(
+        name="pima",
+        description="Pima Indians diabetes, 8 numeric features, binary outcome",
+        source="NIDDK via UCI",
+        licence="public",
+        splits=TABULAR_SPLITS,
+        default_split="all",
+        files=lambda split: (_PIMA_FILE,),
+        build=_build_pima,
+    )
+)
+register(
+    DatasetSpec(
+        name="adult",
+        description="UCI Adult income; protected attributes sex and race",
+        source="UCI Adult, Becker & Kohavi",
+        licence="CC BY 4.0",
+        splits=TABULAR_SPLITS,
+        default_split="all",
+        files=lambda split: (_ADULT_FILE,),
+        build=_build_adult,
+    )
+)

@@ -10,15 +10,33 @@ import pandas as pd
 from trustlab.exceptions import DataFormatError
 
 PIMA_FEATURES = (
-    "Pregnancies", "Glucose", "BloodPressure", "SkinThickness",
-    "Insulin", "BMI", "DiabetesPedigreeFunction", "Age",
+    "Pregnancies",
+    "Glucose",
+    "BloodPressure",
+    "SkinThickness",
+    "Insulin",
+    "BMI",
+    "DiabetesPedigreeFunction",
+    "Age",
 )
 PIMA_TARGET = "Outcome"
 
 ADULT_COLUMNS = (
-    "age", "workclass", "fnlwgt", "education", "education-num", "marital-status",
-    "occupation", "relationship", "race", "sex", "capital-gain", "capital-loss",
-    "hours-per-week", "native-country", "income",
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education-num",
+    "marital-status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital-gain",
+    "capital-loss",
+    "hours-per-week",
+    "native-country",
+    "income",
 )
 ADULT_NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
 ADULT_CATEGORICAL = ("workclass", "marital-status", "occupation", "relationship", "native-country")
@@ -46,7 +64,9 @@ def read_pima(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     return x, outcome.astype(np.int64), PIMA_FEATURES
 
 
-def read_adult(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], dict[str, tuple[np.ndarray, tuple[str, ...]]]]:
+def read_adult(
+    path: Path,
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], dict[str, tuple[np.ndarray, tuple[str, ...]]]]:
     """Features, income label (1 for >50K), feature names, and protected attributes.
 
     Numeric columns stay on their own scale; categorical ones are one-hot encoded (``?`` is a
@@ -55,8 +75,14 @@ def read_adult(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], dic
     """
     try:
         frame = pd.read_csv(
-            path, header=None, names=list(ADULT_COLUMNS), sep=",", skipinitialspace=True,
-            comment="|", dtype=str, keep_default_na=False,
+            path,
+            header=None,
+            names=list(ADULT_COLUMNS),
+            sep=",",
+            skipinitialspace=True,
+            comment="|",
+            dtype=str,
+            keep_default_na=False,
         )
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise DataFormatError(f"{path} is not a readable Adult file ({exc})") from None

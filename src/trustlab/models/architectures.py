@@ -52,15 +52,26 @@ class MnistCNN(nn.Module):
     penultimate activations used by feature-space detectors.
     """
 
-    def __init__(self, *, in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
-                 channels: Sequence[int] = (32, 64), hidden: int = 1024) -> None:
+    def __init__(
+        self,
+        *,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 28,
+        channels: Sequence[int] = (32, 64),
+        hidden: int = 1024,
+    ) -> None:
         super().__init__()
         if image_size % 4:
             raise TypeError(f"image_size must be divisible by 4, got {image_size}")
         c1, c2 = channels
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, c1, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         side = image_size // 4
         self.fc1 = nn.Linear(c2 * side * side, hidden)
@@ -76,8 +87,9 @@ class MnistCNN(nn.Module):
 class MLP(nn.Module):
     """Fully connected ReLU network for tabular data; ``embed`` gives the last hidden layer."""
 
-    def __init__(self, *, in_features: int, num_classes: int = 2, hidden: Sequence[int] = (64, 32),
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, *, in_features: int, num_classes: int = 2, hidden: Sequence[int] = (64, 32), dropout: float = 0.0
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = in_features

@@ -35,23 +35,34 @@ from trustlab.models.architectures import build_architecture, list_architectures
 from trustlab.models.classifier import Classifier
 
 FORMAT = "trustlab-model/1"
-ERR_PICKLE = ("{path} is a full pickle, which can run arbitrary code when loaded; refusing. "
-              "Only if you trust its author, pass --allow-pickle (allow_pickle=True)")
+ERR_PICKLE = (
+    "{path} is a full pickle, which can run arbitrary code when loaded; refusing. "
+    "Only if you trust its author, pass --allow-pickle (allow_pickle=True)"
+)
 
 
 def save_model(classifier: Classifier, path: str | os.PathLike) -> Path:
     """Write ``classifier`` as one safetensors artefact (atomically). Needs a registered architecture."""
     if classifier.architecture is None:
-        raise InputError("only models built from a registered architecture can be saved as trustlab "
-                         f"artefacts (one of: {', '.join(list_architectures())}); export others with TorchScript")
+        raise InputError(
+            "only models built from a registered architecture can be saved as trustlab "
+            f"artefacts (one of: {', '.join(list_architectures())}); export others with TorchScript"
+        )
     state = {k: v.detach().cpu().contiguous() for k, v in classifier.module.state_dict().items()}
     metadata = {"format": FORMAT, "classifier": json.dumps(classifier.describe())}
     return atomic_write_bytes(path, safetensors_save(state, metadata=metadata))
 
 
-def load_model(path: str | os.PathLike, *, architecture: str | None = None, config: dict[str, Any] | None = None,
-               input_shape: tuple[int, ...] | None = None, allow_pickle: bool = False,
-               batch_size: int = 256, **classifier_kwargs: Any) -> Classifier:
+def load_model(
+    path: str | os.PathLike,
+    *,
+    architecture: str | None = None,
+    config: dict[str, Any] | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    allow_pickle: bool = False,
+    batch_size: int = 256,
+    **classifier_kwargs: Any,
+) -> Classifier:
     """Load any supported model file as a :class:`Classifier`.
 
     ``architecture``/``config`` rebuild the module for bare state dicts. ``input_shape`` is used
@@ -70,8 +81,9 @@ def load_model(path: str | os.PathLike, *, architecture: str | None = None, conf
     if _parses_as_pickle(path):
         obj = _torch_load(path, allow_pickle)
         return _from_object(obj, path, architecture, config, input_shape, batch_size, classifier_kwargs)
-    raise ModelLoadError(f"{path} is not a model file trustlab can read (safetensors, TorchScript, "
-                         "torch.export, or torch.save)")
+    raise ModelLoadError(
+        f"{path} is not a model file trustlab can read (safetensors, TorchScript, torch.export, or torch.save)"
+    )
 
 
 def _read_head(path: Path) -> bytes:
@@ -140,15 +152,25 @@ def _load_exported(path: Path, input_shape, batch_size, kwargs) -> Classifier:
         program = torch.export.load(str(path))
     except Exception as exc:  # torch.export raises many types for a damaged archive
         raise ModelLoadError(f"{path} is not a loadable torch.export program ({_first_line(exc)})") from None
-    user_inputs = [n for n in program.graph.nodes if n.op == "placeholder"
-                   and n.name in {s.arg.name for s in program.graph_signature.input_specs
-                                  if s.kind == torch.export.graph_signature.InputKind.USER_INPUT}]
+    user_inputs = [
+        n
+        for n in program.graph.nodes
+        if n.op == "placeholder"
+        and n.name
+        in {
+            s.arg.name
+            for s in program.graph_signature.input_specs
+            if s.kind == torch.export.graph_signature.InputKind.USER_INPUT
+        }
+    ]
     if len(user_inputs) != 1:
         raise ModelLoadError(f"{path}: an exported classifier must take exactly one input, found {len(user_inputs)}")
     shape = user_inputs[0].meta["val"].shape
     if isinstance(shape[0], int):
-        raise ModelLoadError(f"{path} was exported with a fixed batch size of {shape[0]}; export it with a dynamic "
-                             "batch dimension (dynamic_shapes={'x': {0: torch.export.Dim('batch')}})")
+        raise ModelLoadError(
+            f"{path} was exported with a fixed batch size of {shape[0]}; export it with a dynamic "
+            "batch dimension (dynamic_shapes={'x': {0: torch.export.Dim('batch')}})"
+        )
     declared = tuple(int(s) for s in shape[1:])
     return _classifier(program.module(), path, declared, batch_size, kwargs)
 
@@ -158,18 +180,29 @@ def _load_safetensors(path, architecture, config, input_shape, batch_size, kwarg
         raw = path.read_bytes()
         state = safetensors_load(raw)
         header_len = struct.unpack("<Q", raw[:8])[0]
-        metadata = json.loads(raw[8:8 + header_len]).get("__metadata__") or {}
+        metadata = json.loads(raw[8 : 8 + header_len]).get("__metadata__") or {}
     except (SafetensorError, ValueError, struct.error) as exc:
         raise ModelLoadError(f"{path} is a damaged safetensors file ({_first_line(exc)})") from None
     if metadata.get("format") == FORMAT:
         described = json.loads(metadata["classifier"])
         module = build_architecture(described["architecture"], **described["config"])
         _load_state(module, state, path)
-        options = {"bounds": described["bounds"], "mean": described["mean"], "std": described["std"],
-                   "class_names": described["class_names"], "num_classes": described["num_classes"]}
+        options = {
+            "bounds": described["bounds"],
+            "mean": described["mean"],
+            "std": described["std"],
+            "class_names": described["class_names"],
+            "num_classes": described["num_classes"],
+        }
         options.update(kwargs)
-        return Classifier(module, input_shape=tuple(described["input_shape"]), batch_size=batch_size,
-                          architecture=described["architecture"], config=described["config"], **options)
+        return Classifier(
+            module,
+            input_shape=tuple(described["input_shape"]),
+            batch_size=batch_size,
+            architecture=described["architecture"],
+            config=described["config"],
+            **options,
+        )
     return _from_object(state, path, architecture, config, input_shape, batch_size, kwargs)
 
 
@@ -178,8 +211,10 @@ def _from_object(obj, path, architecture, config, input_shape, batch_size, kwarg
         return _classifier(obj, path, input_shape, batch_size, kwargs)
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         if architecture is None:
-            raise ModelLoadError(f"{path} holds weights only; name their architecture with --arch "
-                                 f"(one of: {', '.join(list_architectures())})")
+            raise ModelLoadError(
+                f"{path} holds weights only; name their architecture with --arch "
+                f"(one of: {', '.join(list_architectures())})"
+            )
         module = build_architecture(architecture, **(config or {}))
         _load_state(module, obj, path)
         return _classifier(module, path, input_shape, batch_size, kwargs, architecture, config or {})
@@ -195,7 +230,9 @@ def _load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -
 
 def _classifier(module, path, input_shape, batch_size, kwargs, architecture=None, config=None) -> Classifier:
     if input_shape is None:
-        raise ModelLoadError(f"{path} does not say what input shape it expects; pass input_shape "
-                             "(the CLI takes it from --dataset)")
-    return Classifier(module, input_shape=input_shape, batch_size=batch_size,
-                      architecture=architecture, config=config, **kwargs)
+        raise ModelLoadError(
+            f"{path} does not say what input shape it expects; pass input_shape (the CLI takes it from --dataset)"
+        )
+    return Classifier(
+        module, input_shape=input_shape, batch_size=batch_size, architecture=architecture, config=config, **kwargs
+    )

@@ -67,10 +67,20 @@ class Classifier:
 
     requires_gradients = True
 
-    def __init__(self, module: nn.Module, *, input_shape: Sequence[int], num_classes: int | None = None,
-                 bounds: tuple[float, float] | None = (0.0, 1.0), mean: Any = None, std: Any = None,
-                 class_names: Sequence[str] | None = None, batch_size: int = 256,
-                 architecture: str | None = None, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        input_shape: Sequence[int],
+        num_classes: int | None = None,
+        bounds: tuple[float, float] | None = (0.0, 1.0),
+        mean: Any = None,
+        std: Any = None,
+        class_names: Sequence[str] | None = None,
+        batch_size: int = 256,
+        architecture: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         if not isinstance(module, nn.Module):
             raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         if batch_size < 1:
@@ -97,8 +107,10 @@ class Classifier:
         self.class_names = names
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(architecture={self.architecture!r}, input_shape={self.input_shape}, "
-                f"num_classes={self.num_classes}, bounds={self.bounds}, device={self.device})")
+        return (
+            f"{type(self).__name__}(architecture={self.architecture!r}, input_shape={self.input_shape}, "
+            f"num_classes={self.num_classes}, bounds={self.bounds}, device={self.device})"
+        )
 
     # ------------------------------------------------------------------ calling ---------------
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +133,9 @@ class Classifier:
         """Check shape, finiteness and bounds; return a float tensor. Used at every boundary."""
         x = _as_tensor(x, name)
         if tuple(x.shape[1:]) != self.input_shape or x.ndim != len(self.input_shape) + 1:
-            raise InputError(ERR_SHAPE.format(name=name, expected=", ".join(map(str, self.input_shape)), got=tuple(x.shape)))
+            raise InputError(
+                ERR_SHAPE.format(name=name, expected=", ".join(map(str, self.input_shape)), got=tuple(x.shape))
+            )
         if not torch.is_floating_point(x):
             x = x.to(torch.float32)
         bad = (~torch.isfinite(x)).sum().item()
@@ -153,7 +167,7 @@ class Classifier:
         outputs = []
         with torch.no_grad():
             for start in range(0, x.shape[0], size):
-                chunk = x[start:start + size].to(self.device, non_blocking=True)
+                chunk = x[start : start + size].to(self.device, non_blocking=True)
                 outputs.append(self._checked_forward(chunk).to(x.device))
         if not outputs:
             return torch.empty((0, self.num_classes), device=x.device)
@@ -214,8 +228,14 @@ class BlackBoxClassifier(Classifier):
 
     requires_gradients = False
 
-    def __init__(self, proba_fn: Callable[[torch.Tensor], torch.Tensor], *, input_shape: Sequence[int],
-                 num_classes: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        proba_fn: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        input_shape: Sequence[int],
+        num_classes: int,
+        **kwargs: Any,
+    ) -> None:
         self._proba_fn = proba_fn
         super().__init__(_ProbaModule(proba_fn), input_shape=input_shape, num_classes=num_classes, **kwargs)
 

@@ -56,11 +56,17 @@ class AccuracyResult(Result):
 def model_card(classifier: Classifier, *, name: str, description: str = "") -> ModelCard:
     d = classifier.describe()
     return ModelCard(
-        name=name, architecture=classifier.architecture, config=_jsonable(classifier.config),
-        parameters=classifier.num_parameters, input_shape=classifier.input_shape,
-        class_names=classifier.class_names, bounds=classifier.bounds,
-        mean=None if d["mean"] is None else tuple(d["mean"]), std=None if d["std"] is None else tuple(d["std"]),
-        weights_sha256=classifier.weights_sha256(), description=description,
+        name=name,
+        architecture=classifier.architecture,
+        config=_jsonable(classifier.config),
+        parameters=classifier.num_parameters,
+        input_shape=classifier.input_shape,
+        class_names=classifier.class_names,
+        bounds=classifier.bounds,
+        mean=None if d["mean"] is None else tuple(d["mean"]),
+        std=None if d["std"] is None else tuple(d["std"]),
+        weights_sha256=classifier.weights_sha256(),
+        description=description,
     )
 
 
@@ -82,8 +88,9 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def accuracy_from_predictions(y: torch.Tensor, predicted: torch.Tensor, class_names: tuple[str, ...], *,
-                              dataset: str = "", split: str = "") -> AccuracyResult:
+def accuracy_from_predictions(
+    y: torch.Tensor, predicted: torch.Tensor, class_names: tuple[str, ...], *, dataset: str = "", split: str = ""
+) -> AccuracyResult:
     """Build the accuracy result from labels and predictions (pure; no model involved)."""
     k = len(class_names)
     confusion = torch.bincount(y.long() * k + predicted.long(), minlength=k * k).reshape(k, k)
@@ -93,31 +100,50 @@ def accuracy_from_predictions(y: torch.Tensor, predicted: torch.Tensor, class_na
     off = confusion.clone()
     off.fill_diagonal_(0)
     counts, flat = off.flatten().sort(descending=True, stable=True)
-    pairs = tuple((class_names[i // k], class_names[i % k], int(c))
-                  for c, i in zip(counts.tolist()[:MOST_CONFUSED], flat.tolist()[:MOST_CONFUSED]) if c > 0)
+    pairs = tuple(
+        (class_names[i // k], class_names[i % k], int(c))
+        for c, i in zip(counts.tolist()[:MOST_CONFUSED], flat.tolist()[:MOST_CONFUSED])
+        if c > 0
+    )
     n, hits = int(y.numel()), int(correct.sum())
     return AccuracyResult(
-        dataset=dataset, split=split, examples=n, accuracy=hits / n if n else float("nan"),
-        accuracy_interval=wilson_interval(hits, n), class_names=tuple(class_names),
-        per_class_accuracy=per_class, per_class_support=tuple(support.tolist()),
-        confusion=tuple(tuple(row) for row in confusion.tolist()), most_confused=pairs,
+        dataset=dataset,
+        split=split,
+        examples=n,
+        accuracy=hits / n if n else float("nan"),
+        accuracy_interval=wilson_interval(hits, n),
+        class_names=tuple(class_names),
+        per_class_accuracy=per_class,
+        per_class_support=tuple(support.tolist()),
+        confusion=tuple(tuple(row) for row in confusion.tolist()),
+        most_confused=pairs,
     )
 
 
-def evaluate(classifier: Classifier, dataset: Dataset, *, batch_size: int | None = None,
-             checkpoint: BatchCheckpoint | None = None, show_progress: bool = True) -> AccuracyResult:
+def evaluate(
+    classifier: Classifier,
+    dataset: Dataset,
+    *,
+    batch_size: int | None = None,
+    checkpoint: BatchCheckpoint | None = None,
+    show_progress: bool = True,
+) -> AccuracyResult:
     """Accuracy of ``classifier`` on ``dataset``; resumable batch by batch with a checkpoint."""
     if dataset.num_classes != classifier.num_classes:
-        raise InputError(f"dataset {dataset.name!r} has {dataset.num_classes} classes but the model "
-                         f"predicts {classifier.num_classes}")
+        raise InputError(
+            f"dataset {dataset.name!r} has {dataset.num_classes} classes but the model "
+            f"predicts {classifier.num_classes}"
+        )
     x = classifier.validate(dataset.x, name=f"inputs of dataset {dataset.name!r}")
     size = batch_size or classifier.batch_size
 
     def predict(start: int, stop: int) -> dict[str, torch.Tensor]:
         return {"predicted": classifier.predict(x[start:stop], batch_size=size)}
 
-    outputs = run_batches(predict, len(dataset), size, checkpoint=checkpoint, desc="evaluating",
-                          show_progress=show_progress)
+    outputs = run_batches(
+        predict, len(dataset), size, checkpoint=checkpoint, desc="evaluating", show_progress=show_progress
+    )
     predicted = outputs.get("predicted", torch.empty(0, dtype=torch.long))
-    return accuracy_from_predictions(dataset.y, predicted, classifier.class_names,
-                                     dataset=dataset.name, split=dataset.split)
+    return accuracy_from_predictions(
+        dataset.y, predicted, classifier.class_names, dataset=dataset.name, split=dataset.split
+    )

@@ -62,13 +62,26 @@ def _check_labels(y: Any, n: int, num_classes: int) -> torch.Tensor:
     return y
 
 
-def train(classifier: Classifier, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
-          learning_rate: float = 1e-3, weight_decay: float = 0.0, seed: int = 0, augment_shift: int = 0,
-          dataset_name: str = "", show_progress: bool = True) -> TrainingResult:
+def train(
+    classifier: Classifier,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int = 10,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    augment_shift: int = 0,
+    dataset_name: str = "",
+    show_progress: bool = True,
+) -> TrainingResult:
     """Train ``classifier.module`` in place on pixel-space ``x`` and labels ``y``; return what happened."""
     classifier.require_gradients("training")
     if epochs < 1 or batch_size < 1 or learning_rate <= 0:
-        raise InputError(f"epochs, batch_size and learning_rate must be positive, got {epochs}, {batch_size}, {learning_rate}")
+        raise InputError(
+            f"epochs, batch_size and learning_rate must be positive, got {epochs}, {batch_size}, {learning_rate}"
+        )
     if augment_shift and len(classifier.input_shape) != 3:
         raise InputError("augment_shift applies to images only (inputs of shape C x H x W)")
     x = classifier.validate(x)
@@ -92,7 +105,7 @@ def train(classifier: Classifier, x: Any, y: Any, *, epochs: int = 10, batch_siz
                 order = torch.randperm(n, generator=generator)
                 total_loss, correct = 0.0, 0
                 for step in range(steps_per_epoch):
-                    index = order[step * batch_size:(step + 1) * batch_size]
+                    index = order[step * batch_size : (step + 1) * batch_size]
                     xb, yb = x[index], y[index]
                     if augment_shift:
                         xb = random_translate(xb, augment_shift, generator, fill)
@@ -111,8 +124,16 @@ def train(classifier: Classifier, x: Any, y: Any, *, epochs: int = 10, batch_siz
         finally:
             module.eval()
     return TrainingResult(
-        architecture=classifier.architecture, dataset=dataset_name, examples=n, epochs=epochs,
-        batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, seed=seed,
-        augment_shift=augment_shift, loss=tuple(losses), accuracy=tuple(accuracies),
+        architecture=classifier.architecture,
+        dataset=dataset_name,
+        examples=n,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        seed=seed,
+        augment_shift=augment_shift,
+        loss=tuple(losses),
+        accuracy=tuple(accuracies),
         seconds=time.perf_counter() - start,
     )

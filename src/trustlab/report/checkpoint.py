@@ -31,7 +31,9 @@ class BatchCheckpoint:
         if meta.is_file():
             stored = json.loads(meta.read_text())
             if stored != self.fingerprint:
-                changed = sorted(k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k))
+                changed = sorted(
+                    k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k)
+                )
                 raise RunDirectoryError(
                     f"checkpoint {self.folder} was made with different {', '.join(changed)}; "
                     "use a new run directory or delete the checkpoint"
@@ -64,9 +66,15 @@ class BatchCheckpoint:
             pass
 
 
-def run_batches(fn: Callable[[int, int], dict[str, torch.Tensor]], n: int, batch_size: int, *,
-                checkpoint: BatchCheckpoint | None = None, desc: str = "batches",
-                show_progress: bool = True) -> dict[str, torch.Tensor]:
+def run_batches(
+    fn: Callable[[int, int], dict[str, torch.Tensor]],
+    n: int,
+    batch_size: int,
+    *,
+    checkpoint: BatchCheckpoint | None = None,
+    desc: str = "batches",
+    show_progress: bool = True,
+) -> dict[str, torch.Tensor]:
     """Call ``fn(start, stop)`` for each batch of ``range(n)`` and concatenate its outputs.
 
     With a checkpoint, batches already saved are loaded instead of recomputed and each new

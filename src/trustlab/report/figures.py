@@ -36,8 +36,15 @@ def confusion_matrix_figure(confusion: Sequence[Sequence[int]], class_names: Seq
         for i in range(k):
             for j in range(k):
                 if matrix[i, j]:
-                    ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center", fontsize=7,
-                            color="white" if share[i, j] > 60 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(matrix[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if share[i, j] > 60 else "black",
+                    )
         ax.set_xticks(range(k), class_names, rotation=90 if max(map(len, class_names)) > 3 else 0)
         ax.set_yticks(range(k), class_names)
     ax.set_xlabel("predicted class")

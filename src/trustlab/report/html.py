@@ -22,13 +22,17 @@ from trustlab.report.sections import render_sections
 _ENV = Environment(loader=PackageLoader("trustlab.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
 
 
-def render_report(results: dict[str, Result], manifest: dict[str, Any] | None = None, *,
-                  title: str = "trustlab audit") -> tuple[str, dict[str, bytes]]:
+def render_report(
+    results: dict[str, Result], manifest: dict[str, Any] | None = None, *, title: str = "trustlab audit"
+) -> tuple[str, dict[str, bytes]]:
     """HTML text and the figures it embeds (name -> PNG bytes)."""
     sections = render_sections(results)
     figures = {f"{fig.name}.png": fig.png for s in sections for fig in s.figures}
     html = _ENV.get_template("report.html.j2").render(
-        title=title, sections=sections, manifest=manifest or {}, version=__version__,
+        title=title,
+        sections=sections,
+        manifest=manifest or {},
+        version=__version__,
         b64=lambda data: base64.b64encode(data).decode("ascii"),
     )
     return html, figures

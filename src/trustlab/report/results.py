@@ -81,8 +81,9 @@ def _encode(value: Any, where: str) -> Any:
         if not all(isinstance(k, str) for k in value):
             raise TypeError(f"{where}: dict keys must be strings")
         return {k: _encode(v, where) for k, v in value.items()}
-    raise TypeError(f"{where}: {type(value).__name__} is not JSON-native; convert it (e.g. .tolist()) "
-                    "when building the result")
+    raise TypeError(
+        f"{where}: {type(value).__name__} is not JSON-native; convert it (e.g. .tolist()) when building the result"
+    )
 
 
 def _decode(value: Any) -> Any:

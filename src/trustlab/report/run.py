@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ REPORT_FILE = "report.html"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def read_results(path: str | Path) -> dict[str, Result]:
@@ -57,14 +57,26 @@ class RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)
         self.results: dict[str, Result] = read_results(self.path) if (self.path / RESULTS_FILE).is_file() else {}
         manifest_file = self.path / MANIFEST_FILE
-        self.manifest: dict[str, Any] = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {
-            "created": _now(), "model": {}, "data": {}, "timings": {},
-        }
-        self.manifest.update({
-            "trustlab": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "seed": seed if seed is not None else self.manifest.get("seed"),
-            "command": command if command is not None else self.manifest.get("command", sys.argv),
-        })
+        self.manifest: dict[str, Any] = (
+            json.loads(manifest_file.read_text())
+            if manifest_file.is_file()
+            else {
+                "created": _now(),
+                "model": {},
+                "data": {},
+                "timings": {},
+            }
+        )
+        self.manifest.update(
+            {
+                "trustlab": __version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "seed": seed if seed is not None else self.manifest.get("seed"),
+                "command": command if command is not None else self.manifest.get("command", sys.argv),
+            }
+        )
         self.write_manifest()
 
     @property
@@ -83,15 +95,17 @@ class RunDirectory:
         digest = classifier.weights_sha256()
         previous = self.manifest.get("model", {}).get("weights_sha256")
         if previous and previous != digest and self.results:
-            raise RunDirectoryError(f"run directory {self.path} holds results for another model (weights sha256 "
-                                    f"{previous[:12]}...); use a new --out for this one")
-        self.manifest["model"] = {"source": source, "architecture": classifier.architecture,
-                                  "weights_sha256": digest}
+            raise RunDirectoryError(
+                f"run directory {self.path} holds results for another model (weights sha256 "
+                f"{previous[:12]}...); use a new --out for this one"
+            )
+        self.manifest["model"] = {"source": source, "architecture": classifier.architecture, "weights_sha256": digest}
         self.write_manifest()
 
     def describe_data(self, dataset: Any) -> None:
         self.manifest["data"][f"{dataset.name}/{dataset.split}"] = {
-            "sha256": dataset.sha256, "examples": len(dataset),
+            "sha256": dataset.sha256,
+            "examples": len(dataset),
             "files": [f.to_dict() for f in dataset.metadata.files],
         }
         self.write_manifest()
