@@ -90,6 +90,27 @@ def datasets(data_dir: Path | None) -> None:
     show_default=True,
     help="random translation of up to this many pixels (images)",
 )
+@click.option(
+    "--adversarial",
+    type=click.Choice(["pgd", "fgsm-rs"]),
+    default=None,
+    help="adversarial training: PGD-k (Madry et al.) or FGSM with random start (Wong et al.)",
+)
+@click.option(
+    "--adv-eps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.3,
+    show_default=True,
+    help="L-inf budget of the training attack (pixel units)",
+)
+@click.option("--adv-steps", type=click.IntRange(min=1), default=7, show_default=True, help="PGD steps")
+@click.option(
+    "--adv-warmup",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="epochs over which the budget ramps up linearly from eps/(warmup+1)",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out",
@@ -113,6 +134,10 @@ def train(
     batch_size: int,
     lr: float,
     augment_shift: int,
+    adversarial: str | None,
+    adv_eps: float,
+    adv_steps: int,
+    adv_warmup: int,
     seed: int,
     out: Path,
     run_dir: Path | None,
@@ -156,6 +181,9 @@ def train(
         batch_size=batch_size,
         learning_rate=lr,
         augment_shift=augment_shift,
+        adversary=_training_adversary(adversarial, adv_steps),
+        adversary_eps=adv_eps if adversarial else 0.0,
+        eps_warmup_epochs=adv_warmup,
         seed=seed,
         dataset_name=f"{data.name}/{data.split}",
     )
@@ -170,6 +198,14 @@ def train(
         f"trained {arch} on {data.name}/{data.split} ({len(data):,} examples) in {history.seconds:.1f} s: "
         f"final loss {history.loss[-1]:.4f}, training accuracy {100 * history.accuracy[-1]:.2f}%; saved {out}"
     )
+
+
+def _training_adversary(kind: str | None, steps: int):
+    from trustlab.robustness.attacks import FGSM, PGD
+
+    if kind is None:
+        return None
+    return PGD(steps=steps) if kind == "pgd" else FGSM(random_start=True, step_scale=1.25)
 
 
 def _evaluate_into(run, classifier, data, *, source: str, batch_size: int | None) -> Any:
@@ -235,6 +271,200 @@ def evaluate(
     )
 
 
+def _build_attack(name: str, options: dict[str, Any]):
+    """Build an attack from CLI options, refusing options the attack does not take."""
+    import inspect
+
+    from trustlab.exceptions import InputError
+    from trustlab.robustness.attacks import ATTACKS
+
+    accepted = inspect.signature(ATTACKS[name]).parameters
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(k for k in given if k not in accepted)
+    if unknown:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        raise InputError(f"attack {name} does not take {flags}")
+    return ATTACKS[name](**given)
+
+
+@cli.command()
+@click.option("--model", required=True, help="model file, or a shipped reference model name")
+@click.option("--dataset", required=True, help="data set name or an .npz file with x and y")
+@click.option("--split", default=None, help="split (default: the data set's default)")
+@click.option("--arch", default=None, help="architecture of a bare state dict")
+@click.option("--allow-pickle", is_flag=True, help="trust and unpickle a full pickle (can run arbitrary code)")
+@click.option(
+    "--attack",
+    "attack_name",
+    type=click.Choice(["fgsm", "pgd", "apgd", "fmn", "square"]),
+    default="fgsm",
+    show_default=True,
+)
+@click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
+@click.option(
+    "--search/--no-search",
+    default=True,
+    show_default=True,
+    help="per-example minimal-eps search with per-class profile",
+)
+@click.option("--eps-max", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True)
+@click.option(
+    "--tol",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1 / 512,
+    show_default=True,
+    help="resolution of the minimal eps",
+)
+@click.option(
+    "--eps",
+    "fixed_eps",
+    type=click.FloatRange(min=0),
+    multiple=True,
+    help="also attack at this fixed budget (repeatable): robust accuracy table",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="iterations (pgd, apgd, fmn)")
+@click.option("--step-size", type=click.FloatRange(min=0, min_open=True), default=None, help="pgd step size")
+@click.option("--restarts", type=click.IntRange(min=1), default=None, help="random restarts (pgd, apgd)")
+@click.option("--queries", type=click.IntRange(min=1), default=None, help="query budget (square)")
+@click.option("--regions", is_flag=True, help="also compare object vs background perturbation (Grad-CAM)")
+@click.option(
+    "--quantile",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    default=0.5,
+    show_default=True,
+    help="Grad-CAM quantile splitting object from background",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="use only the first N examples")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/robustness"),
+    show_default=True,
+    help="run directory (re-running resumes an interrupted search)",
+)
+@_data_dir_option
+def robustness(
+    model: str,
+    dataset: str,
+    split: str | None,
+    arch: str | None,
+    allow_pickle: bool,
+    attack_name: str,
+    norm: str,
+    search: bool,
+    eps_max: float,
+    tol: float,
+    fixed_eps: tuple[float, ...],
+    steps: int | None,
+    step_size: float | None,
+    restarts: int | None,
+    queries: int | None,
+    regions: bool,
+    quantile: float,
+    limit: int | None,
+    batch_size: int,
+    out: Path,
+    data_dir: Path | None,
+) -> None:
+    """How small a perturbation flips each prediction: minimal eps per example and per class."""
+    from trustlab.exceptions import InputError
+    from trustlab.report.html import write_report
+    from trustlab.report.run import RunDirectory
+
+    if not search and not fixed_eps and not regions:
+        raise InputError("nothing to do: use --search (default), --eps BUDGET or --regions")
+    data = _load_data(dataset, split, data_dir)
+    if limit is not None:
+        data = data.subset(slice(0, limit))
+    classifier, source = _load_classifier(
+        model, arch=arch, allow_pickle=allow_pickle, input_shape=data.input_shape, batch_size=batch_size
+    )
+    attack = _build_attack(
+        attack_name, {"norm": norm, "steps": steps, "step_size": step_size, "restarts": restarts, "queries": queries}
+    )
+    run = RunDirectory(out, command=sys.argv)
+    _evaluate_into(run, classifier, data, source=source, batch_size=batch_size)
+    for line in run_robustness(
+        run,
+        classifier,
+        data,
+        attack,
+        search=search,
+        eps_max=eps_max,
+        tol=tol,
+        fixed_eps=fixed_eps,
+        regions=regions,
+        quantile=quantile,
+    ):
+        click.echo(line)
+    click.echo(f"report written to {write_report(out)}")
+
+
+def run_robustness(
+    run,
+    classifier,
+    data,
+    attack,
+    *,
+    search: bool,
+    eps_max: float,
+    tol: float,
+    fixed_eps: tuple[float, ...] = (),
+    regions: bool = False,
+    quantile: float = 0.5,
+) -> list[str]:
+    """Run the requested robustness checks into ``run``; return one summary line per check."""
+    from trustlab.robustness.evaluate import robust_accuracy
+    from trustlab.robustness.profile import robustness_result
+    from trustlab.robustness.regions import region_result, region_search
+    from trustlab.robustness.search import minimal_eps
+
+    lines = []
+    base = {
+        "model": classifier.weights_sha256(),
+        "data": data.sha256,
+        "n": len(data),
+        "batch_size": classifier.batch_size,
+        "attack": repr(attack),
+    }
+    if search:
+        key = f"robustness-{attack.name}-{data.name}-{data.split}"
+        checkpoint = run.checkpoint(key, {**base, "eps_max": eps_max, "tol": tol})
+        with run.timed(key):
+            found = minimal_eps(classifier, data.x, data.y, attack, eps_max=eps_max, tol=tol, checkpoint=checkpoint)
+        result = run.add(
+            key,
+            robustness_result(found, data.class_names, dataset=data.name, split=data.split, attack_name=attack.name),
+        )
+        checkpoint.clear()
+        lines.append(
+            f"{attack.name}: median minimal eps {found.eps_star.median().item():.4f}; "
+            f"{result.censored} censored, {result.clean_wrong} wrong before attack, "
+            f"{result.nonmonotonic} non-monotonic; most sensitive classes {', '.join(result.most_sensitive)}"
+        )
+    if fixed_eps:
+        key = f"robust-accuracy-{attack.name}-{data.name}-{data.split}"
+        with run.timed(key):
+            result = run.add(
+                key,
+                robust_accuracy(
+                    classifier, data.x, data.y, attack, sorted(fixed_eps), dataset=data.name, split=data.split
+                ),
+            )
+        pairs = ", ".join(f"{e:g}: {100 * a:.1f}%" for e, a in zip(result.eps, result.accuracy))
+        lines.append(f"{attack.name} robust accuracy {pairs}")
+    if regions:
+        key = f"regions-{attack.name}-{data.name}-{data.split}"
+        with run.timed(key):
+            searches, _ = region_search(classifier, data.x, data.y, attack, quantile=quantile, eps_max=eps_max, tol=tol)
+        result = run.add(
+            key, region_result(searches, data.class_names, quantile=quantile, dataset=data.name, split=data.split)
+        )
+        lines.append(f"object more fragile than background on {100 * result.object_more_fragile:.1f}% of examples")
+    return lines
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -260,6 +490,7 @@ def demo(out: Path) -> None:
     from trustlab.models.training import TrainingResult
     from trustlab.report.html import write_report
     from trustlab.report.run import RunDirectory
+    from trustlab.robustness.attacks import FGSM
 
     classifier = load_reference_model("mnist_cnn")
     data = load_dataset("mnist", "sample")
@@ -267,8 +498,14 @@ def demo(out: Path) -> None:
     record = json.loads(resources.files("trustlab.models.weights").joinpath("mnist_cnn.json").read_text())
     run.add("training", TrainingResult.from_dict(record["training"]))
     result = _evaluate_into(run, classifier, data, source="mnist_cnn", batch_size=None)
+    robustness_lines = run_robustness(run, classifier, data, FGSM(), search=True, eps_max=0.5, tol=1 / 512)
+    robustness_lines += run_robustness(
+        run, classifier, data.subset(slice(0, 300)), FGSM(), search=False, eps_max=1.0, tol=1 / 256, regions=True
+    )
     path = write_report(out, title="trustlab demo: reference MNIST CNN")
     click.echo(f"accuracy {100 * result.accuracy:.2f}% on the bundled MNIST sample ({result.examples:,} digits)")
+    for line in robustness_lines:
+        click.echo(line)
     click.echo(f"report written to {path}")
 
 

@@ -36,8 +36,10 @@ class TrainingResult(Result):
     seed: int
     augment_shift: int
     loss: tuple[float, ...]
-    accuracy: tuple[float, ...]
+    accuracy: tuple[float, ...]  # on the (adversarial, when training adversarially) training batches
     seconds: float
+    adversary: str | None = None
+    adversary_eps: float = 0.0
 
 
 def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator, fill: float = 0.0) -> torch.Tensor:
@@ -73,11 +75,22 @@ def train(
     weight_decay: float = 0.0,
     seed: int = 0,
     augment_shift: int = 0,
+    adversary: Any = None,
+    adversary_eps: float = 0.0,
+    eps_warmup_epochs: int = 0,
     dataset_name: str = "",
     show_progress: bool = True,
 ) -> TrainingResult:
-    """Train ``classifier.module`` in place on pixel-space ``x`` and labels ``y``; return what happened."""
+    """Train ``classifier.module`` in place on pixel-space ``x`` and labels ``y``; return what happened.
+
+    With ``adversary`` (an attack from ``trustlab.robustness.attacks``, e.g. PGD with 7 steps for
+    Madry et al.'s training or FGSM with a random start for Wong et al.'s), every batch is
+    replaced by its adversarial examples at ``adversary_eps``, ramped up linearly over the first
+    ``eps_warmup_epochs`` epochs.
+    """
     classifier.require_gradients("training")
+    if adversary is not None and not adversary_eps > 0:
+        raise InputError(f"adversary_eps must be positive with an adversary, got {adversary_eps}")
     if epochs < 1 or batch_size < 1 or learning_rate <= 0:
         raise InputError(
             f"epochs, batch_size and learning_rate must be positive, got {epochs}, {batch_size}, {learning_rate}"
@@ -101,15 +114,22 @@ def train(
         module.train()
         try:
             bar = progress(range(epochs), desc="training", unit="epoch", enabled=show_progress)
-            for _ in bar:
+            for epoch in bar:
                 order = torch.randperm(n, generator=generator)
                 total_loss, correct = 0.0, 0
+                eps = (
+                    adversary_eps * min(1.0, (epoch + 1) / (eps_warmup_epochs + 1))
+                    if eps_warmup_epochs
+                    else adversary_eps
+                )
                 for step in range(steps_per_epoch):
                     index = order[step * batch_size : (step + 1) * batch_size]
                     xb, yb = x[index], y[index]
                     if augment_shift:
                         xb = random_translate(xb, augment_shift, generator, fill)
                     xb, yb = xb.to(classifier.device), yb.to(classifier.device)
+                    if adversary is not None:
+                        xb = adversary.attack(classifier, xb, yb, eps=eps, generator=generator).adversarials
                     logits = classifier.forward(xb)
                     loss = F.cross_entropy(logits, yb)
                     optimiser.zero_grad(set_to_none=True)
@@ -133,6 +153,8 @@ def train(
         weight_decay=weight_decay,
         seed=seed,
         augment_shift=augment_shift,
+        adversary=None if adversary is None else repr(adversary),
+        adversary_eps=float(adversary_eps),
         loss=tuple(losses),
         accuracy=tuple(accuracies),
         seconds=time.perf_counter() - start,

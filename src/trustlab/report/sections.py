@@ -77,6 +77,9 @@ def _pct(value: float | None) -> str:
 # Importing the producers registers their result kinds for deserialisation.
 from trustlab.models.evaluation import AccuracyResult, ModelCard  # noqa: E402
 from trustlab.models.training import TrainingResult  # noqa: E402
+from trustlab.robustness.evaluate import RobustAccuracyResult  # noqa: E402
+from trustlab.robustness.profile import RobustnessResult  # noqa: E402
+from trustlab.robustness.regions import RegionResult  # noqa: E402
 
 
 @section("model_card", order=0)
@@ -153,4 +156,169 @@ def _accuracy(name: str, result: AccuracyResult) -> Section:
         paragraphs=paragraphs,
         tables=[per_class, confused],
         figures=figs,
+    )
+
+
+def _eps(value: float | None) -> str:
+    if value is None or value != value:
+        return "n/a"
+    return "> eps_max" if value == float("inf") else f"{value:.4f}"
+
+
+def _interval(interval: tuple[float, float] | None) -> str:
+    return "n/a" if interval is None else f"{_eps(interval[0])} to {_eps(interval[1])}"
+
+
+@section("robustness", order=20)
+def _robustness(name: str, result: RobustnessResult) -> Section:
+    attackable = len(result.labels) - result.clean_wrong
+    finite = sorted(v for v in result.eps_star if 0 < v < float("inf"))
+    median_all = finite[len(finite) // 2] if finite and result.censored < attackable / 2 else float("inf")
+    paragraphs = [
+        Markup(
+            "Minimal {} perturbation flipping each prediction under <b>{}</b> on {}/{} ({:,} examples, region: {}). "
+            "{:,} were already wrong (eps* = 0); {:,} were not flipped by eps_max = {:g} (censored, counted as "
+            "robust up to eps_max); {:,} were non-monotonic (flipped at some eps, correct again at eps_max). "
+            "Resolution {:.4g}."
+        ).format(
+            result.norm,
+            result.attack_name,
+            result.dataset,
+            result.split,
+            len(result.labels),
+            result.region,
+            result.clean_wrong,
+            result.censored,
+            result.eps_max,
+            result.nonmonotonic,
+            result.tol,
+        ),
+        Markup("Most sensitive classes: <b>{}</b>; most robust: <b>{}</b>.").format(
+            ", ".join(result.most_sensitive), ", ".join(result.most_robust)
+        ),
+    ]
+    facts = [
+        ("attack", result.attack),
+        ("median eps* of attackable examples", _eps(median_all)),
+        ("model calls", f"{result.forward_calls:,} forward, {result.gradient_calls:,} gradient (per example)"),
+        ("time", f"{result.seconds:.1f} s"),
+    ]
+    table = Table(
+        ["class", "examples", "censored", "median eps* (95% CI)", "mean eps* (95% CI)"],
+        [
+            [
+                r["class"],
+                f"{r['examples']:,}",
+                str(r["censored"]),
+                f"{_eps(r['median'])} ({_interval(r['median_interval'])})",
+                f"{'>= ' if r['mean_is_lower_bound'] else ''}{_eps(r['mean'])} ({_interval(r['mean_interval'])})",
+            ]
+            for r in result.per_class
+        ],
+        "Per-class minimal eps (censored examples enter the mean at eps_max: a lower bound, marked >=)",
+    )
+    figs = [
+        Figure(
+            f"{name}-per-class",
+            "Median minimal eps per class, most sensitive first (hatched: median censored).",
+            figures.per_class_eps_figure(
+                result.class_names,
+                [r["median"] for r in result.per_class],
+                [r["median_interval"] or (float("nan"),) * 2 for r in result.per_class],
+                result.eps_max,
+                result.norm,
+            ),
+        ),
+        Figure(
+            f"{name}-distribution",
+            "Distribution of minimal eps per class.",
+            figures.eps_distribution_figure(
+                result.eps_star, result.labels, result.class_names, result.eps_max, result.norm
+            ),
+        ),
+        Figure(
+            f"{name}-curve",
+            "Robust accuracy derived from the per-example minimal eps (no re-attack).",
+            figures.robust_accuracy_figure(
+                [(result.attack_name, result.curve_eps, result.curve_accuracy)], result.norm
+            ),
+        ),
+    ]
+    return Section(
+        name,
+        f"Robustness: {result.attack_name} ({result.dataset}/{result.split})",
+        20,
+        paragraphs=paragraphs,
+        facts=facts,
+        tables=[table],
+        figures=figs,
+    )
+
+
+@section("robustness_regions", order=25)
+def _regions(name: str, result: RegionResult) -> Section:
+    paragraphs = [
+        Markup(
+            "Grad-CAM towards the true class splits each image at its {:g} quantile into an object region (the top "
+            "{:.0f}% of pixels) and a background region; minimal eps is searched with the perturbation restricted to "
+            "each. On <b>{}</b> of attackable examples the object is more fragile than the background."
+        ).format(result.quantile, 100 * (1 - result.quantile), _pct(result.object_more_fragile))
+    ]
+    table = Table(
+        ["class", "examples", "median eps* whole", "object", "background", "object more fragile"],
+        [
+            [
+                r["class"],
+                str(r["examples"]),
+                _eps(r["median_whole"]),
+                _eps(r["median_object"]),
+                _eps(r["median_background"]),
+                _pct(r["object_more_fragile"]),
+            ]
+            for r in result.per_class
+        ],
+        "Per-class comparison (inf = more than half censored)",
+    )
+    medians = {
+        region: [r[f"median_{region}"] for r in result.per_class] for region in ("whole", "object", "background")
+    }
+    fig = Figure(
+        f"{name}-regions",
+        "Median minimal eps per class when only one region may change.",
+        figures.region_figure(result.class_names, medians, result.eps_max),
+    )
+    return Section(
+        name,
+        f"Object vs background ({result.dataset}/{result.split})",
+        25,
+        paragraphs=paragraphs,
+        facts=[("attack", result.attack), ("time", f"{result.seconds:.1f} s")],
+        tables=[table],
+        figures=[fig],
+    )
+
+
+@section("robust_accuracy", order=22)
+def _robust_accuracy(name: str, result: RobustAccuracyResult) -> Section:
+    table = Table(
+        ["eps", "robust accuracy"],
+        [["0 (clean)", _pct(result.clean_accuracy)]]
+        + [[f"{e:g}", _pct(a)] for e, a in zip(result.eps, result.accuracy)],
+        "Robust accuracy at fixed budgets",
+    )
+    fig = Figure(
+        f"{name}-curve",
+        "Robust accuracy at each budget (attacked directly).",
+        figures.robust_accuracy_figure(
+            [(result.attack_name, (0.0, *result.eps), (result.clean_accuracy, *result.accuracy))], result.norm
+        ),
+    )
+    facts = [("attack", result.attack), ("examples", f"{result.examples:,}"), ("time", f"{result.seconds:.1f} s")]
+    return Section(
+        name,
+        f"Robust accuracy: {result.attack_name} ({result.dataset}/{result.split})",
+        22,
+        facts=facts,
+        tables=[table],
+        figures=[fig],
     )

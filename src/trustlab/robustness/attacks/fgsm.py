@@ -1,0 +1,42 @@
+"""Fast gradient sign method (Goodfellow et al. 2015), with the random start of Wong et al. (2020).
+
+One gradient per example. For L2 the step follows the normalised gradient (the "fast gradient
+method"). With ``random_start`` the step starts from a uniform point in the ball and has size
+``step_scale * eps`` (Wong et al. use 1.25), then is projected back into the ball.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from trustlab.exceptions import InputError
+from trustlab.robustness.attacks.base import Attack, BatchContext, expand
+
+
+class FGSM(Attack):
+    name = "fgsm"
+
+    def __init__(self, *, norm: str = "linf", targeted: bool = False, loss: str = "ce", random_start: bool = False,
+                 step_scale: float = 1.0, seed: int = 0) -> None:
+        super().__init__(norm=norm, targeted=targeted, loss=loss, seed=seed)
+        if step_scale <= 0:
+            raise InputError(f"step_scale must be positive, got {step_scale}")
+        self.random_start = bool(random_start)
+        self.step_scale = float(step_scale)
+
+    def direction(self, ctx: BatchContext, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit steepest-ascent direction at ``x`` (masked) and the logits there."""
+        _, grad, logits = self.gradient(ctx, x, ctx.y)
+        step = self.steepest_step(grad)
+        if ctx.mask is not None:
+            step = step * ctx.mask
+            if self.norm == "l2":  # renormalise inside the allowed pixels
+                step = self.steepest_step(step)
+        return step, logits
+
+    def _attack_batch(self, ctx: BatchContext) -> tuple[torch.Tensor, None]:
+        x0, eps = ctx.x, ctx.eps
+        start = self.uniform_start(ctx, x0, eps) if self.random_start else torch.zeros_like(x0)
+        step, _ = self.direction(ctx, x0 + start)
+        delta = start + expand(eps * self.step_scale, x0) * step
+        return x0 + self.clip(ctx, x0, delta, eps), None
