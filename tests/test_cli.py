@@ -198,3 +198,79 @@ def test_pickle_that_would_create_a_file_is_refused_before_it_runs(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "full pickle" in proc.stderr and "--allow-pickle" in proc.stderr
     assert not marker.exists()
+
+
+def test_robustness_command_writes_results_and_report(capsys, tmp_path):
+    code, out, err = run_cli(
+        capsys,
+        "robustness",
+        "--model",
+        "mnist_cnn",
+        "--dataset",
+        "mnist",
+        "--split",
+        "sample",
+        "--limit",
+        "48",
+        "--eps",
+        "0.1",
+        "--regions",
+        "--eps-max",
+        "1.0",
+        "--tol",
+        "0.01",
+        "--out",
+        tmp_path / "run",
+    )
+    assert code == 0, err
+    results = json.loads((tmp_path / "run" / "results.json").read_text())["results"]
+    assert {"robustness-fgsm-mnist-sample", "robust-accuracy-fgsm-mnist-sample", "regions-fgsm-mnist-sample"} <= set(
+        results
+    )
+    search = results["robustness-fgsm-mnist-sample"]
+    assert len(search["eps_star"]) == 48 and len(search["per_class"]) == 10
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "Robustness: fgsm (mnist/sample)" in html and "Object vs background" in html
+    assert "median minimal eps" in out and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_robustness_rejects_options_the_attack_does_not_take(capsys, tmp_path):
+    code, _, err = run_cli(
+        capsys,
+        "robustness",
+        "--model",
+        "mnist_cnn",
+        "--dataset",
+        "mnist",
+        "--split",
+        "sample",
+        "--attack",
+        "fgsm",
+        "--steps",
+        "5",
+        "--out",
+        tmp_path,
+    )
+    assert_one_line_error(code, err, "attack fgsm does not take --steps")
+
+
+def test_adversarial_training_from_the_cli(capsys, tmp_path):
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--adversarial",
+        "fgsm-rs",
+        "--adv-eps",
+        "0.1",
+        "--out",
+        tmp_path / "robust.safetensors",
+        "--run",
+        tmp_path / "run",
+    )
+    assert code == 0, err
+    training = json.loads((tmp_path / "run" / "results.json").read_text())["results"]["training"]
+    assert training["adversary"].startswith("FGSM(") and training["adversary_eps"] == 0.1

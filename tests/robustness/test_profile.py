@@ -27,9 +27,21 @@ def test_class_profile_by_hand():
 def test_result_round_trip_and_orderings():
     eps = torch.tensor([0.0, 0.1, 0.3, math.inf, 0.2, 0.25])
     search = MinimalEps(
-        eps_star=eps, lower=eps.clamp(max=0.5) - 0.01, upper=eps.clamp(max=0.5), clean_wrong=eps == 0,
-        censored=torch.isinf(eps), nonmonotonic=torch.zeros(6, dtype=torch.bool), labels=torch.tensor([0, 0, 0, 1, 1, 1]),
-        eps_max=0.5, tol=0.01, attack="FGSM()", norm="linf", forward_calls=10, gradient_calls=6, seconds=0.1)
+        eps_star=eps,
+        lower=eps.clamp(max=0.5) - 0.01,
+        upper=eps.clamp(max=0.5),
+        clean_wrong=eps == 0,
+        censored=torch.isinf(eps),
+        nonmonotonic=torch.zeros(6, dtype=torch.bool),
+        labels=torch.tensor([0, 0, 0, 1, 1, 1]),
+        eps_max=0.5,
+        tol=0.01,
+        attack="FGSM()",
+        norm="linf",
+        forward_calls=10,
+        gradient_calls=6,
+        seconds=0.1,
+    )
     result = robustness_result(search, ("zero", "one"), dataset="d", split="s")
     assert Result.from_json(result.to_json()) == result
     assert result.most_sensitive[0] == "zero" and result.most_robust[0] == "one"

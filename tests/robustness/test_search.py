@@ -95,7 +95,8 @@ def test_agrees_with_a_linear_scan_on_the_reference_model():
     search = minimal_eps(model, data.x, data.y, "fgsm", show_progress=False)
     scan = linear_scan(model, data.x, data.y, show_progress=False)
     agree = ((search.eps_star.double() - scan.first_flip).abs() <= search.tol + 1e-9) | (
-        torch.isinf(search.eps_star) & torch.isinf(scan.first_flip))
+        torch.isinf(search.eps_star) & torch.isinf(scan.first_flip)
+    )
     # every disagreement is an example that flipped early and was correct again at the bisection's lower end
     assert torch.all(scan.first_flip[~agree] < search.lower[~agree].double())
     assert agree.float().mean() >= 0.95
@@ -122,7 +123,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
         minimal_eps(model, x, y, "fgsm", checkpoint=checkpoint, show_progress=False)
     assert 0 < checkpoint.completed() < 5
     model.forward = original
-    resumed = minimal_eps(model, x, y, "fgsm", checkpoint=BatchCheckpoint(tmp_path / "ck", fingerprint={"run": 1}),
-                          show_progress=False)
+    resumed = minimal_eps(
+        model, x, y, "fgsm", checkpoint=BatchCheckpoint(tmp_path / "ck", fingerprint={"run": 1}), show_progress=False
+    )
     for field in ("eps_star", "lower", "upper", "censored", "clean_wrong", "nonmonotonic"):
         assert torch.equal(getattr(resumed, field), getattr(expected, field)), field

@@ -137,8 +137,17 @@ class Attack:
         return f"{type(self).__name__}({params})"
 
     # -------------------------------------------------------------- template ----------------
-    def attack(self, model: Classifier, x: Any, y: Any, *, eps: Any = None, mask: Any = None,
-               init: Any = None, generator: torch.Generator | None = None) -> AttackResult:
+    def attack(
+        self,
+        model: Classifier,
+        x: Any,
+        y: Any,
+        *,
+        eps: Any = None,
+        mask: Any = None,
+        init: Any = None,
+        generator: torch.Generator | None = None,
+    ) -> AttackResult:
         """Attack ``x`` (labels ``y``, or target labels when targeted) within ``eps``.
 
         ``mask`` (broadcastable to ``x``, 0/1) restricts which pixels may change; ``init`` is an
@@ -171,10 +180,14 @@ class Attack:
             if mask_all is not None:
                 batch_mask = (mask_all if mask_all.shape[0] == 1 else mask_all[start:stop]).to(device)
             ctx = BatchContext(
-                model=model, x=x[start:stop].to(device), y=y[start:stop].to(device),
-                eps=eps_all[start:stop].to(device), mask=batch_mask,
+                model=model,
+                x=x[start:stop].to(device),
+                y=y[start:stop].to(device),
+                eps=eps_all[start:stop].to(device),
+                mask=batch_mask,
                 init=None if init_all is None else init_all[start:stop].to(device),
-                generator=generator, counter=counter,
+                generator=generator,
+                counter=counter,
             )
             with torch.enable_grad():
                 adv, logits = self._attack_batch(ctx)
@@ -187,9 +200,14 @@ class Attack:
         adv_all = torch.cat(adversarials) if adversarials else x.clone()
         success = torch.cat(successes) if successes else torch.zeros(0, dtype=torch.bool)
         return AttackResult(
-            adversarials=adv_all, success=success, norms=lp_norms(adv_all - x, self.norm),
-            eps=eps_all.to(x.device), norm=self.norm, targeted=self.targeted,
-            gradient_calls=counter.gradient, forward_calls=counter.forward,
+            adversarials=adv_all,
+            success=success,
+            norms=lp_norms(adv_all - x, self.norm),
+            eps=eps_all.to(x.device),
+            norm=self.norm,
+            targeted=self.targeted,
+            gradient_calls=counter.gradient,
+            forward_calls=counter.forward,
         )
 
     def _attack_batch(self, ctx: BatchContext) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -216,7 +234,9 @@ class Attack:
             return -ce if self.targeted else ce
         return margin(logits, y) * (-1.0 if self.targeted else 1.0)
 
-    def gradient(self, ctx: BatchContext, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def gradient(
+        self, ctx: BatchContext, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss per example, its gradient w.r.t. ``x``, and the logits at ``x``.
 
         No absolute threshold: where the loss's gradient underflows to exactly zero for an

@@ -16,8 +16,16 @@ from trustlab.robustness.attacks.base import Attack, BatchContext, expand
 class FGSM(Attack):
     name = "fgsm"
 
-    def __init__(self, *, norm: str = "linf", targeted: bool = False, loss: str = "ce", random_start: bool = False,
-                 step_scale: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        norm: str = "linf",
+        targeted: bool = False,
+        loss: str = "ce",
+        random_start: bool = False,
+        step_scale: float = 1.0,
+        seed: int = 0,
+    ) -> None:
         super().__init__(norm=norm, targeted=targeted, loss=loss, seed=seed)
         if step_scale <= 0:
             raise InputError(f"step_scale must be positive, got {step_scale}")

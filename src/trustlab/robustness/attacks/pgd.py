@@ -18,9 +18,19 @@ from trustlab.robustness.attacks.base import Attack, BatchContext, expand
 class PGD(Attack):
     name = "pgd"
 
-    def __init__(self, *, norm: str = "linf", steps: int = 40, step_size: float | None = None,
-                 random_start: bool = True, restarts: int = 1, early_stop: bool = False, targeted: bool = False,
-                 loss: str = "ce", seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        norm: str = "linf",
+        steps: int = 40,
+        step_size: float | None = None,
+        random_start: bool = True,
+        restarts: int = 1,
+        early_stop: bool = False,
+        targeted: bool = False,
+        loss: str = "ce",
+        seed: int = 0,
+    ) -> None:
         super().__init__(norm=norm, targeted=targeted, loss=loss, seed=seed)
         if steps < 1 or restarts < 1:
             raise InputError(f"steps and restarts must be at least 1, got {steps} and {restarts}")
@@ -33,7 +43,7 @@ class PGD(Attack):
         self.early_stop = bool(early_stop)
 
     def _attack_batch(self, ctx: BatchContext) -> tuple[torch.Tensor, torch.Tensor]:
-        x0, eps = ctx.x, ctx.eps
+        x0 = ctx.x
         best = x0.clone()
         best_logits = None
         done = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
@@ -99,6 +109,12 @@ def _select(ctx: BatchContext, index: torch.Tensor) -> BatchContext:
     if mask is not None and mask.shape[0] > 1:
         mask = mask[index]
     return BatchContext(
-        model=ctx.model, x=ctx.x[index], y=ctx.y[index], eps=ctx.eps[index], mask=mask,
-        init=None if ctx.init is None else ctx.init[index], generator=ctx.generator, counter=ctx.counter,
+        model=ctx.model,
+        x=ctx.x[index],
+        y=ctx.y[index],
+        eps=ctx.eps[index],
+        mask=mask,
+        init=None if ctx.init is None else ctx.init[index],
+        generator=ctx.generator,
+        counter=ctx.counter,
     )
