@@ -27,3 +27,29 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# Side-by-side benchmarks against peer libraries (never run by CI). `make bench-robustness`
+# builds .venv-bench once: trustlab (editable) plus ART, Foolbox, Captum and torchattacks, all
+# without torchvision and with torch pinned by constraints.txt. Pass options with ARGS, e.g.
+# `make bench-robustness ARGS=--quick` (smoke test) or `ARGS="--only pgd40"`.
+BENCH_VENV  ?= .venv-bench
+BENCH_BIN   := $(BENCH_VENV)/bin
+BENCH_STAMP := $(BENCH_VENV)/.installed
+ARGS        ?=
+
+.PHONY: bench-setup bench-robustness bench-clean
+
+$(BENCH_STAMP): pyproject.toml constraints.txt benchmarks/requirements.txt benchmarks/requirements-nodeps.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/python -m pip install --quiet --upgrade pip
+	$(BENCH_BIN)/python -m pip install --quiet -c constraints.txt -e . -r benchmarks/requirements.txt
+	$(BENCH_BIN)/python -m pip install --quiet -c constraints.txt --no-deps -r benchmarks/requirements-nodeps.txt
+	touch $(BENCH_STAMP)
+
+bench-setup: $(BENCH_STAMP)
+
+bench-robustness: bench-setup
+	$(BENCH_BIN)/python benchmarks/robustness.py $(ARGS)
+
+bench-clean:
+	rm -rf $(BENCH_VENV)

@@ -49,3 +49,15 @@ def test_reference_cnn_reaches_97_percent_on_the_official_test_split(reference_d
     result = evaluate(classifier, load_dataset("mnist", "test", root=reference_data), show_progress=False)
     assert result.examples == 10000
     assert result.accuracy >= 0.97, result.accuracy
+
+
+def test_robust_reference_model_is_robust_on_the_sample():
+    from trustlab.robustness.attacks import PGD
+    from trustlab.robustness.evaluate import robust_accuracy
+
+    model = load_reference_model("mnist_cnn_robust")
+    data = load_dataset("mnist", "sample").subset(slice(0, 100))
+    result = robust_accuracy(model, data.x, data.y, PGD(steps=40, step_size=0.01, early_stop=True), [0.2])
+    assert result.clean_accuracy >= 0.95 and result.accuracy[0] >= 0.8, result
+    record = json.loads(resources.files("trustlab.models.weights").joinpath("mnist_cnn_robust.json").read_text())
+    assert record["weights_sha256"] == model.weights_sha256() and record["training"]["seconds"] < 20 * 60

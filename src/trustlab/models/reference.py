@@ -11,6 +11,9 @@ from trustlab.models.classifier import Classifier
 
 REFERENCE_MODELS = {
     "mnist_cnn": "MNIST CNN trained on the 5,000-image MNIST training sample (scripts/train_reference_cnn.py)",
+    "mnist_cnn_robust": (
+        "MNIST CNN adversarially trained (PGD-7, eps 0.3) on the same sample (scripts/train_robust_cnn.py)"
+    ),
 }
 
 

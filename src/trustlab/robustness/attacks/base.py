@@ -245,17 +245,28 @@ class Attack:
         x = x.detach().requires_grad_(True)
         logits = ctx.model.forward(x)
         ctx.counter.gradient += x.shape[0]
-        z = logits.detach().requires_grad_(True)
-        loss = self.objective(z, y)
-        (grad_z,) = torch.autograd.grad(loss.sum(), z)
-        dead = (grad_z == 0).all(1)
-        if dead.any():
-            z_m = logits.detach().requires_grad_(True)
-            fallback = margin(z_m, y) * (-1.0 if self.targeted else 1.0)
-            (grad_m,) = torch.autograd.grad(fallback.sum(), z_m)
-            grad_z = torch.where(dead[:, None], grad_m, grad_z)
+        loss, grad_z = self._logit_gradient(logits.detach(), y)
         (grad,) = torch.autograd.grad(logits, x, grad_outputs=grad_z.to(logits.dtype))
         return loss.detach(), grad.detach(), logits.detach()
+
+    def _logit_gradient(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The objective and its gradient w.r.t. the logits, in closed form (float64).
+
+        Cross-entropy's gradient is softmax - onehot; rows where it is exactly zero (a softmax
+        saturated even in float64) take the margin loss's gradient instead.
+        """
+        z = logits.double()
+        sign = -1.0 if self.targeted else 1.0
+        if self.loss == "margin":
+            return sign * margin(z, y), sign * _margin_gradient(z, y)
+        log_p = torch.log_softmax(z, dim=1)
+        onehot = F.one_hot(y, z.shape[1]).to(z.dtype)
+        loss = -(log_p * onehot).sum(1)
+        grad = log_p.exp() - onehot
+        dead = (grad == 0).all(1)
+        if dead.any():
+            grad = torch.where(dead[:, None], _margin_gradient(z, y), grad)
+        return sign * loss, sign * grad
 
     def clip(self, ctx: BatchContext, x0: torch.Tensor, delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Masked, projected, in-bounds perturbation (returned as a perturbation of ``x0``)."""
@@ -286,6 +297,15 @@ class Attack:
         if self.norm == "linf":
             return grad.sign()
         return grad / expand(lp_norms(grad, "l2").clamp_min(1e-12), grad)
+
+
+def _margin_gradient(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Gradient of ``margin`` w.r.t. the logits: +1 at the strongest other class, -1 at ``y``."""
+    others = logits.scatter(1, y[:, None], float("-inf"))
+    grad = torch.zeros_like(logits)
+    grad.scatter_(1, others.argmax(1, keepdim=True), 1.0)
+    grad.scatter_(1, y[:, None], -1.0)
+    return grad
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
