@@ -76,6 +76,8 @@ class PGD(Attack):
         """Run the iterations; return the final adversarials and their logits."""
         x0, y, eps = ctx.x, ctx.y, ctx.eps
         alpha = expand(eps * 2.5 / self.steps if self.step_size is None else torch.full_like(eps, self.step_size), x0)
+        if not self.early_stop and self.norm == "linf":
+            return self._linf_steps(ctx, x0 + delta, alpha)
         if not self.early_stop:
             for _ in range(self.steps):
                 _, grad, _ = self.gradient(ctx, x0 + delta, y)
@@ -101,6 +103,25 @@ class PGD(Attack):
             with torch.no_grad():
                 final_logits[active] = self.logits(_select(ctx, active), x0[active] + delta[active])
         return x0 + delta, final_logits
+
+    def _linf_steps(
+        self, ctx: BatchContext, adv: torch.Tensor, alpha: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The L-inf hot path: the ball, the bounds and the mask are one per-pixel box [low, high]
+        (masked-out pixels get low = high = x), so each step is sign, scale, add and one clamp."""
+        x0 = ctx.x
+        radius = expand(ctx.eps, x0)
+        low, high = x0 - radius, x0 + radius
+        if ctx.model.bounds is not None:
+            low, high = low.clamp_min(ctx.model.bounds[0]), high.clamp_max(ctx.model.bounds[1])
+        if ctx.mask is not None:
+            keep = ctx.mask == 0
+            low, high = torch.where(keep, x0, low), torch.where(keep, x0, high)
+        for _ in range(self.steps):
+            _, grad, _ = self.gradient(ctx, adv, ctx.y)
+            adv = torch.clamp(adv + alpha * grad.sign(), low, high)
+        with torch.no_grad():
+            return adv, self.logits(ctx, adv)
 
 
 def _select(ctx: BatchContext, index: torch.Tensor) -> BatchContext:
