@@ -136,8 +136,17 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(fgsm_n=256, loop_n=32, captum_n=8, art_budget_s=15.0, art_chunk=64, min_eps_n=32, pgd40_n=64,
-              robust_n=32, robust_full_n=128)
+QUICK = Sizes(
+    fgsm_n=256,
+    loop_n=32,
+    captum_n=8,
+    art_budget_s=15.0,
+    art_chunk=64,
+    min_eps_n=32,
+    pgd40_n=64,
+    robust_n=32,
+    robust_full_n=128,
+)
 
 SECTIONS = ("fgsm-min-eps", "pgd-min-eps-vs-fmn", "pgd40", "robust-accuracy")
 
@@ -172,8 +181,9 @@ class CountingModule(nn.Module):
     ``loss.backward()`` and for ``torch.autograd.grad`` alike.
     """
 
-    def __init__(self, inner: nn.Module, counter: CallCounter, mean: torch.Tensor | None = None,
-                 std: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, inner: nn.Module, counter: CallCounter, mean: torch.Tensor | None = None, std: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.inner = inner
         self.counter = counter
@@ -205,9 +215,16 @@ class Subject:
 def make_subject(name: str, model: Classifier) -> Subject:
     model.module.requires_grad_(False)
     counter = CallCounter()
-    counted = Classifier(CountingModule(model.module, counter), input_shape=model.input_shape,
-                         num_classes=model.num_classes, bounds=model.bounds, mean=model.mean, std=model.std,
-                         batch_size=model.batch_size, architecture=model.architecture)
+    counted = Classifier(
+        CountingModule(model.module, counter),
+        input_shape=model.input_shape,
+        num_classes=model.num_classes,
+        bounds=model.bounds,
+        mean=model.mean,
+        std=model.std,
+        batch_size=model.batch_size,
+        architecture=model.architecture,
+    )
     net = CountingModule(model.module, counter, model.mean, model.std).eval()
     return Subject(name=name, model=model, counted=counted, net=net, counter=counter)
 
@@ -245,8 +262,16 @@ def measure(counter: CallCounter, fn: Callable[[], Any]) -> Measured:
 
 def timed_row(method: str, m: Measured, n: int, n_ref: int, note: str = "", **metrics: Any) -> Row:
     scaled = m.seconds * n_ref / n if n < n_ref else None
-    return Row(method=method, n=n, seconds=m.seconds, scaled_seconds=scaled, forward=m.forward,
-               gradient=m.gradient, metrics=metrics, note=note)
+    return Row(
+        method=method,
+        n=n,
+        seconds=m.seconds,
+        scaled_seconds=scaled,
+        forward=m.forward,
+        gradient=m.gradient,
+        metrics=metrics,
+        note=note,
+    )
 
 
 def own_counts_note(m: Measured, forward: int, gradient: int) -> str:
@@ -295,9 +320,17 @@ class Section:
         return row
 
     def to_dict(self, run_info: dict[str, Any]) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "n_ref": self.n_ref, "baseline": self.baseline,
-                "columns": self.columns, "rows": [asdict(r) for r in self.rows], "notes": self.notes,
-                "data": self.data, "run": run_info}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "n_ref": self.n_ref,
+            "baseline": self.baseline,
+            "columns": self.columns,
+            "rows": [asdict(r) for r in self.rows],
+            "notes": self.notes,
+            "data": self.data,
+            "run": run_info,
+        }
 
 
 # ----------------------------------------------------------------------------- helpers --------
@@ -339,16 +372,25 @@ def robust_accuracy(subject: Subject, x: torch.Tensor, y: torch.Tensor, adv: tor
 
 def art_classifier(subject: Subject) -> Any:
     art_est = peer("art.estimators.classification")
-    return art_est.PyTorchClassifier(model=subject.net, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
-                                     nb_classes=10, clip_values=(0.0, 1.0), device_type="cpu")
+    return art_est.PyTorchClassifier(
+        model=subject.net,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=(1, 28, 28),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+    )
 
 
 # ============================================================================= fgsm-min-eps =====
 def fgsm_trustlab(subject: Subject, x: torch.Tensor, y: torch.Tensor) -> Measured:
-    minimal_eps(subject.counted, x[:WARMUP_N], y[:WARMUP_N], attack="fgsm", eps_max=EPS_MAX, tol=TOL,
-                show_progress=False)
-    return measure(subject.counter, lambda: minimal_eps(subject.counted, x, y, attack="fgsm", eps_max=EPS_MAX,
-                                                        tol=TOL, show_progress=False))
+    minimal_eps(
+        subject.counted, x[:WARMUP_N], y[:WARMUP_N], attack="fgsm", eps_max=EPS_MAX, tol=TOL, show_progress=False
+    )
+    return measure(
+        subject.counter,
+        lambda: minimal_eps(subject.counted, x, y, attack="fgsm", eps_max=EPS_MAX, tol=TOL, show_progress=False),
+    )
 
 
 def bisection_one_at_a_time(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -391,8 +433,9 @@ def fgsm_loop(subject: Subject, x: torch.Tensor, y: torch.Tensor) -> Measured:
 def fgsm_art(subject: Subject, x: torch.Tensor, y: torch.Tensor, sizes: Sizes) -> tuple[Measured, int]:
     """ART's minimal FGSM, called chunk by chunk until done or past the time budget."""
     evasion = peer("art.attacks.evasion")
-    attack = evasion.FastGradientMethod(art_classifier(subject), norm=np.inf, eps=EPS_MAX, eps_step=TOL,
-                                        minimal=True, batch_size=BATCH)
+    attack = evasion.FastGradientMethod(
+        art_classifier(subject), norm=np.inf, eps=EPS_MAX, eps_step=TOL, minimal=True, batch_size=BATCH
+    )
     x_np, y_np = x.numpy(), one_hot(y)
     attack.generate(x_np[:WARMUP_N], y=y_np[:WARMUP_N])
 
@@ -418,8 +461,9 @@ def captum_min_param(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
             (grad,) = torch.autograd.grad(F.cross_entropy(net(xg).double(), target), xg)
         return (inputs + eps * grad.sign()).clamp(0.0, 1.0).detach()
 
-    search = robust.MinParamPerturbation(forward_func=net, attack=fgsm, arg_name="eps", arg_min=0.0,
-                                         arg_max=EPS_MAX, arg_step=TOL, mode="binary")
+    search = robust.MinParamPerturbation(
+        forward_func=net, attack=fgsm, arg_name="eps", arg_min=0.0, arg_max=EPS_MAX, arg_step=TOL, mode="binary"
+    )
     eps_star = torch.empty(x.shape[0], dtype=torch.float64)
     for i in range(x.shape[0]):
         target = y[i : i + 1]
@@ -457,10 +501,20 @@ def fgsm_floor(subject: Subject, x: torch.Tensor, y: torch.Tensor) -> Measured:
 def section_fgsm_min_eps(subject: Subject, x_all: torch.Tensor, y_all: torch.Tensor, sizes: Sizes) -> Section:
     n = min(sizes.fgsm_n, x_all.shape[0])
     x, y = x_all[:n], y_all[:n]
-    sec = Section("fgsm-min-eps", f"Minimal L-inf epsilon under FGSM, eps_max {EPS_MAX}, tol 1/{round(1 / TOL)}, "
-                  f"{subject.name}, {n:,} MNIST test images", n_ref=n, baseline="trustlab minimal_eps(fgsm)",
-                  columns={"median eps*": "eps", "median eps* trustlab, same examples": "eps",
-                           "agrees with trustlab (±tol)": "pct", "trustlab <= it + tol": "pct", "censored": "int"})
+    sec = Section(
+        "fgsm-min-eps",
+        f"Minimal L-inf epsilon under FGSM, eps_max {EPS_MAX}, tol 1/{round(1 / TOL)}, "
+        f"{subject.name}, {n:,} MNIST test images",
+        n_ref=n,
+        baseline="trustlab minimal_eps(fgsm)",
+        columns={
+            "median eps*": "eps",
+            "median eps* trustlab, same examples": "eps",
+            "agrees with trustlab (±tol)": "pct",
+            "trustlab <= it + tol": "pct",
+            "censored": "int",
+        },
+    )
     eps: dict[str, torch.Tensor] = {}
 
     def trustlab_row() -> Row:
@@ -468,11 +522,19 @@ def section_fgsm_min_eps(subject: Subject, x_all: torch.Tensor, y_all: torch.Ten
         res = m.value
         eps["trustlab"] = res.eps_star.double()
         eps["trustlab_nonmonotonic"] = res.nonmonotonic
-        note = (f"batched bisection, 1 gradient + forwards only; {int(res.clean_wrong.sum())} wrong before any "
-                f"perturbation (eps* 0); {int(res.nonmonotonic.sum())} flagged non-monotonic"
-                + own_counts_note(m, res.forward_calls, res.gradient_calls))
-        return timed_row("trustlab minimal_eps(fgsm)", m, n, n, note, **{
-            "median eps*": median(res.eps_star), "censored": int(res.censored.sum())})
+        note = (
+            f"batched bisection, 1 gradient + forwards only; {int(res.clean_wrong.sum())} wrong before any "
+            f"perturbation (eps* 0); {int(res.nonmonotonic.sum())} flagged non-monotonic"
+            + own_counts_note(m, res.forward_calls, res.gradient_calls)
+        )
+        return timed_row(
+            "trustlab minimal_eps(fgsm)",
+            m,
+            n,
+            n,
+            note,
+            **{"median eps*": median(res.eps_star), "censored": int(res.censored.sum())},
+        )
 
     def subset_row(method: str, m: Measured, values: torch.Tensor, note: str) -> Row:
         """A row timed on the first k examples, its eps* compared with trustlab's on the same ones."""
@@ -492,9 +554,13 @@ def section_fgsm_min_eps(subject: Subject, x_all: torch.Tensor, y_all: torch.Ten
     def loop_row() -> Row:
         k = min(sizes.loop_n, n)
         m = fgsm_loop(subject, x[:k], y[:k])
-        return subset_row("one-at-a-time bisection (PyTorch)", m, m.value,
-                          "published study's loop: per example 1 gradient + bisection with single-example forwards "
-                          "(censored if not flipped at eps_max)")
+        return subset_row(
+            "one-at-a-time bisection (PyTorch)",
+            m,
+            m.value,
+            "published study's loop: per example 1 gradient + bisection with single-example forwards "
+            "(censored if not flipped at eps_max)",
+        )
 
     def art_row() -> Row:
         m, k = fgsm_art(subject, x, y, sizes)
@@ -507,13 +573,22 @@ def section_fgsm_min_eps(subject: Subject, x_all: torch.Tensor, y_all: torch.Ten
     def captum_row() -> Row:
         k = min(sizes.captum_n, n)
         m = fgsm_captum(subject, x[:k], y[:k])
-        return subset_row("Captum MinParamPerturbation(binary)", m, m.value,
-                          "one example at a time; gradient recomputed at each eps it tries")
+        return subset_row(
+            "Captum MinParamPerturbation(binary)",
+            m,
+            m.value,
+            "one example at a time; gradient recomputed at each eps it tries",
+        )
 
     def floor_row() -> Row:
         m = fgsm_floor(subject, x, y)
-        return timed_row("floor: 1 fwd+bwd + 8 fwd, batched (PyTorch)", m, n, n,
-                         f"batch {BATCH}; timing floor only (no clean/censoring checks, eps* not kept)")
+        return timed_row(
+            "floor: 1 fwd+bwd + 8 fwd, batched (PyTorch)",
+            m,
+            n,
+            n,
+            f"batch {BATCH}; timing floor only (no clean/censoring checks, eps* not kept)",
+        )
 
     sec.run("trustlab minimal_eps(fgsm)", trustlab_row)
     sec.run("one-at-a-time bisection (PyTorch)", loop_row)
@@ -528,8 +603,9 @@ def section_fgsm_min_eps(subject: Subject, x_all: torch.Tensor, y_all: torch.Ten
     return sec
 
 
-def fgsm_agreement_check(sec: Section, subject: Subject, x: torch.Tensor, y: torch.Tensor,
-                         eps_star: torch.Tensor) -> None:
+def fgsm_agreement_check(
+    sec: Section, subject: Subject, x: torch.Tensor, y: torch.Tensor, eps_star: torch.Tensor
+) -> None:
     """trustlab's eps* against the brute-force grid scan on the same images."""
     log(f"[{sec.name}] linear_scan on {x.shape[0]:,} images (agreement check, not a timed comparison) ...")
     start = time.perf_counter()
@@ -539,23 +615,30 @@ def fgsm_agreement_check(sec: Section, subject: Subject, x: torch.Tensor, y: tor
     disagree = torch.nonzero(~agree).squeeze(1)
     nonmonotonic = 0
     if disagree.numel():
-        exhaustive = linear_scan(subject.model, x[disagree], y[disagree], eps_max=EPS_MAX, tol=TOL,
-                                 exhaustive=True, show_progress=False)
+        exhaustive = linear_scan(
+            subject.model, x[disagree], y[disagree], eps_max=EPS_MAX, tol=TOL, exhaustive=True, show_progress=False
+        )
         nonmonotonic = int(exhaustive.nonmonotonic.sum())
     n = x.shape[0]
     sec.data["agreement"] = {
-        "examples": n, "agree": int(agree.sum()), "share": float(agree.float().mean()),
-        "disagree": int(disagree.numel()), "disagree_nonmonotonic_in_exhaustive_scan": nonmonotonic,
-        "scan_nonmonotonic": int(scan.nonmonotonic.sum()), "scan_seconds": scan_seconds,
+        "examples": n,
+        "agree": int(agree.sum()),
+        "share": float(agree.float().mean()),
+        "disagree": int(disagree.numel()),
+        "disagree_nonmonotonic_in_exhaustive_scan": nonmonotonic,
+        "scan_nonmonotonic": int(scan.nonmonotonic.sum()),
+        "scan_seconds": scan_seconds,
         "median_first_flip": median(scan.first_flip),
     }
     sec.notes.append(
         f"agreement with linear_scan (brute force on the grid, {scan_seconds:.0f} s): "
         f"{int(agree.sum()):,} / {n:,} = {100 * float(agree.float().mean()):.2f}% of eps* within tol; "
         f"{disagree.numel()} disagree, of which {nonmonotonic} are non-monotonic in an exhaustive scan "
-        f"(flipped at some eps, correct again at a larger one)")
-    sec.notes.append(f"median eps*: trustlab {median(eps_star):.4f}, linear_scan first flip "
-                     f"{median(scan.first_flip):.4f}")
+        f"(flipped at some eps, correct again at a larger one)"
+    )
+    sec.notes.append(
+        f"median eps*: trustlab {median(eps_star):.4f}, linear_scan first flip {median(scan.first_flip):.4f}"
+    )
 
 
 # ============================================================================= pgd-min-eps-vs-fmn
@@ -563,28 +646,48 @@ def section_pgd_min_eps_vs_fmn(subject: Subject, x_all: torch.Tensor, y_all: tor
     n = min(sizes.min_eps_n, x_all.shape[0])
     x, y = x_all[:n], y_all[:n]
     settings = ", ".join(f"{k}={v}" for k, v in PGD_SEARCH.items())
-    sec = Section("pgd-min-eps-vs-fmn", f"Minimal L-inf epsilon, strong attacks, eps_max {EPS_MAX}, {subject.name}, "
-                  f"{n:,} MNIST test images", n_ref=n, baseline=f"trustlab minimal_eps(PGD({settings}))",
-                  columns={"median eps*": "eps", "mean eps* (successes)": "eps", "success (eps* <= eps_max)": "pct",
-                           "clean wrong": "int"})
+    sec = Section(
+        "pgd-min-eps-vs-fmn",
+        f"Minimal L-inf epsilon, strong attacks, eps_max {EPS_MAX}, {subject.name}, {n:,} MNIST test images",
+        n_ref=n,
+        baseline=f"trustlab minimal_eps(PGD({settings}))",
+        columns={
+            "median eps*": "eps",
+            "mean eps* (successes)": "eps",
+            "success (eps* <= eps_max)": "pct",
+            "clean wrong": "int",
+        },
+    )
     eps: dict[str, torch.Tensor] = {}
 
     def metrics(key: str, values: torch.Tensor, clean_wrong: int) -> dict[str, Any]:
         eps[key] = values
         finite = values[torch.isfinite(values)]
-        return {"median eps*": median(values), "mean eps* (successes)": float(finite.mean()) if finite.numel()
-                else math.nan, "success (eps* <= eps_max)": float(torch.isfinite(values).float().mean()),
-                "clean wrong": clean_wrong}
+        return {
+            "median eps*": median(values),
+            "mean eps* (successes)": float(finite.mean()) if finite.numel() else math.nan,
+            "success (eps* <= eps_max)": float(torch.isfinite(values).float().mean()),
+            "clean wrong": clean_wrong,
+        }
 
     def trustlab_row(key: str, attack: Any, tol: float, note: str) -> Row:
-        minimal_eps(subject.counted, x[:WARMUP_N], y[:WARMUP_N], attack=attack, eps_max=EPS_MAX, tol=tol,
-                    show_progress=False)
-        m = measure(subject.counter, lambda: minimal_eps(subject.counted, x, y, attack=attack, eps_max=EPS_MAX,
-                                                         tol=tol, show_progress=False))
+        minimal_eps(
+            subject.counted, x[:WARMUP_N], y[:WARMUP_N], attack=attack, eps_max=EPS_MAX, tol=tol, show_progress=False
+        )
+        m = measure(
+            subject.counter,
+            lambda: minimal_eps(subject.counted, x, y, attack=attack, eps_max=EPS_MAX, tol=tol, show_progress=False),
+        )
         res = m.value
         note += own_counts_note(m, res.forward_calls, res.gradient_calls)
-        return timed_row(f"trustlab minimal_eps({key})", m, n, n, note,
-                         **metrics(key, res.eps_star.double(), int(res.clean_wrong.sum())))
+        return timed_row(
+            f"trustlab minimal_eps({key})",
+            m,
+            n,
+            n,
+            note,
+            **metrics(key, res.eps_star.double(), int(res.clean_wrong.sum())),
+        )
 
     def foolbox_row() -> Row:
         fb = peer("foolbox")
@@ -604,15 +707,26 @@ def section_pgd_min_eps_vs_fmn(subject: Subject, x_all: torch.Tensor, y_all: tor
         above = int((torch.isfinite(values) & (values > EPS_MAX)).sum())
         values = torch.where(values > EPS_MAX, math.inf, values)  # censored at eps_max, like the search
         clean_wrong = int((subject.model.predict(x) != y).sum())
-        return timed_row(f"Foolbox LInfFMNAttack(steps={FMN_STEPS})", m, n, n,
-                         f"Misclassification criterion, batches of {BATCH}; failures and {above} results above "
-                         "eps_max count as inf", **metrics("foolbox", values, clean_wrong))
+        return timed_row(
+            f"Foolbox LInfFMNAttack(steps={FMN_STEPS})",
+            m,
+            n,
+            n,
+            f"Misclassification criterion, batches of {BATCH}; failures and {above} results above eps_max count as inf",
+            **metrics("foolbox", values, clean_wrong),
+        )
 
     search = PGD(**PGD_SEARCH)
-    sec.run(sec.baseline, lambda: trustlab_row(f"PGD({settings})", search, PGD_SEARCH_TOL,
-                                               f"bisection to tol 1/{round(1 / PGD_SEARCH_TOL)}, warm-started"))
-    sec.run(f"trustlab minimal_eps(FMN(steps={FMN_STEPS}))",
-            lambda: trustlab_row(f"FMN(steps={FMN_STEPS})", FMN(steps=FMN_STEPS), TOL, "one run, eps* = its norm"))
+    sec.run(
+        sec.baseline,
+        lambda: trustlab_row(
+            f"PGD({settings})", search, PGD_SEARCH_TOL, f"bisection to tol 1/{round(1 / PGD_SEARCH_TOL)}, warm-started"
+        ),
+    )
+    sec.run(
+        f"trustlab minimal_eps(FMN(steps={FMN_STEPS}))",
+        lambda: trustlab_row(f"FMN(steps={FMN_STEPS})", FMN(steps=FMN_STEPS), TOL, "one run, eps* = its norm"),
+    )
     sec.run(f"Foolbox LInfFMNAttack(steps={FMN_STEPS})", foolbox_row)
     pgd_key = f"PGD({settings})"
     for other, label in (("foolbox", "Foolbox FMN"), (f"FMN(steps={FMN_STEPS})", "trustlab FMN")):
@@ -624,8 +738,10 @@ def section_pgd_min_eps_vs_fmn(subject: Subject, x_all: torch.Tensor, y_all: tor
     if pgd_key in eps and "foolbox" in eps:
         both = torch.isfinite(eps[pgd_key]) & torch.isfinite(eps["foolbox"])
         smaller = float((eps[pgd_key][both] <= eps["foolbox"][both] + PGD_SEARCH_TOL).float().mean())
-        sec.notes.append(f"trustlab's PGD search finds an eps* no larger than Foolbox FMN's (+ tol) on "
-                         f"{100 * smaller:.1f}% of the {int(both.sum())} examples both flipped")
+        sec.notes.append(
+            f"trustlab's PGD search finds an eps* no larger than Foolbox FMN's (+ tol) on "
+            f"{100 * smaller:.1f}% of the {int(both.sum())} examples both flipped"
+        )
     return sec
 
 
@@ -652,9 +768,13 @@ def section_pgd40(subject: Subject, x_all: torch.Tensor, y_all: torch.Tensor, si
     n = min(sizes.pgd40_n, x_all.shape[0])
     x, y = x_all[:n], y_all[:n]
     eps, alpha, steps = PGD40["eps"], PGD40["step_size"], PGD40["steps"]
-    sec = Section("pgd40", f"PGD-{steps} L-inf, eps {eps}, step {alpha}, random start, {subject.name}, "
-                  f"{n:,} MNIST test images", n_ref=n, baseline="trustlab PGD", columns={
-                      "robust accuracy": "pct", "max |delta|_inf": "float"})
+    sec = Section(
+        "pgd40",
+        f"PGD-{steps} L-inf, eps {eps}, step {alpha}, random start, {subject.name}, {n:,} MNIST test images",
+        n_ref=n,
+        baseline="trustlab PGD",
+        columns={"robust accuracy": "pct", "max |delta|_inf": "float"},
+    )
     clean = float((subject.model.predict(x) == y).float().mean())
     sec.notes.append(f"clean accuracy on these images: {100 * clean:.2f}%")
 
@@ -667,8 +787,14 @@ def section_pgd40(subject: Subject, x_all: torch.Tensor, y_all: torch.Tensor, si
         adv = m.value
         if own:
             note += own_counts_note(m, own["forward"], own["gradient"])
-        return timed_row(method, m, n, n, note, **{"robust accuracy": robust_accuracy(subject, x, y, adv),
-                                                   "max |delta|_inf": float(linf(adv, x).max())})
+        return timed_row(
+            method,
+            m,
+            n,
+            n,
+            note,
+            **{"robust accuracy": robust_accuracy(subject, x, y, adv), "max |delta|_inf": float(linf(adv, x).max())},
+        )
 
     own: dict[str, int] = {}
 
@@ -690,17 +816,33 @@ def section_pgd40(subject: Subject, x_all: torch.Tensor, y_all: torch.Tensor, si
 
     def art_run() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         evasion = peer("art.attacks.evasion")
-        attack = evasion.ProjectedGradientDescent(art_classifier(subject), norm=np.inf, eps=eps, eps_step=alpha,
-                                                  max_iter=steps, num_random_init=1, batch_size=BATCH, verbose=False)
+        attack = evasion.ProjectedGradientDescent(
+            art_classifier(subject),
+            norm=np.inf,
+            eps=eps,
+            eps_step=alpha,
+            max_iter=steps,
+            num_random_init=1,
+            batch_size=BATCH,
+            verbose=False,
+        )
         return lambda xs, ys: torch.from_numpy(attack.generate(xs.numpy(), y=one_hot(ys)))
 
     sec.run("trustlab PGD", lambda: row("trustlab PGD", trustlab_run, "includes a final forward (success)"))
-    sec.run("plain PyTorch loop", lambda: row("plain PyTorch loop", lambda xs, ys: hand_pgd(subject.net, xs, ys)[0],
-                                              f"batch {BATCH}, includes the final forward"))
+    sec.run(
+        "plain PyTorch loop",
+        lambda: row(
+            "plain PyTorch loop",
+            lambda xs, ys: hand_pgd(subject.net, xs, ys)[0],
+            f"batch {BATCH}, includes the final forward",
+        ),
+    )
     sec.run("torchattacks PGD", lambda: row("torchattacks PGD", torchattacks_run(), f"called on batches of {BATCH}"))
     sec.run("Foolbox LinfPGD", lambda: row("Foolbox LinfPGD", foolbox_run(), f"called on batches of {BATCH}"))
-    sec.run("ART ProjectedGradientDescent", lambda: row("ART ProjectedGradientDescent", art_run(),
-                                                        f"batch_size {BATCH}, num_random_init 1"))
+    sec.run(
+        "ART ProjectedGradientDescent",
+        lambda: row("ART ProjectedGradientDescent", art_run(), f"batch_size {BATCH}, num_random_init 1"),
+    )
     return sec
 
 
@@ -719,8 +861,9 @@ def load_robust_model() -> tuple[Classifier | None, str]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def attack_robust_accuracy(subject: Subject, attack: Any, x: torch.Tensor, y: torch.Tensor,
-                           eps_values: tuple[float, ...], clean: torch.Tensor) -> tuple[Measured, dict[str, float]]:
+def attack_robust_accuracy(
+    subject: Subject, attack: Any, x: torch.Tensor, y: torch.Tensor, eps_values: tuple[float, ...], clean: torch.Tensor
+) -> tuple[Measured, dict[str, float]]:
     """One attack at several eps; returns total time/calls and robust accuracy per eps."""
     attack.attack(subject.counted, x[:WARMUP_N], y[:WARMUP_N], eps=eps_values[0])
     results = {}
@@ -728,8 +871,10 @@ def attack_robust_accuracy(subject: Subject, attack: Any, x: torch.Tensor, y: to
     for eps in eps_values:
         m = measure(subject.counter, lambda eps=eps: attack.attack(subject.counted, x, y, eps=eps))
         if own_counts_note(m, m.value.forward_calls, m.value.gradient_calls):
-            log(f"WARNING: {attack!r} at eps {eps}: trustlab's own counts ({m.value.forward_calls} fwd, "
-                f"{m.value.gradient_calls} grad) differ from the wrapper's ({m.forward}, {m.gradient})")
+            log(
+                f"WARNING: {attack!r} at eps {eps}: trustlab's own counts ({m.value.forward_calls} fwd, "
+                f"{m.value.gradient_calls} grad) differ from the wrapper's ({m.forward}, {m.gradient})"
+            )
         results[f"eps={eps}"] = float((clean & ~m.value.success).float().mean())
         total = Measured(None, total.seconds + m.seconds, total.forward + m.forward, total.gradient + m.gradient)
     return total, results
@@ -739,8 +884,14 @@ def section_robust_accuracy(natural: Subject, x_all: torch.Tensor, y_all: torch.
     n = min(sizes.robust_n, x_all.shape[0])
     x, y = x_all[:n], y_all[:n]
     columns = {"clean": "pct"} | {f"eps={e}": "pct" for e in ROBUST_EPS}
-    sec = Section("robust-accuracy", f"Robust accuracy (correct clean AND not fooled), trustlab attacks, {n:,} "
-                  "MNIST test images unless n says otherwise", n_ref=None, baseline=None, columns=columns)
+    sec = Section(
+        "robust-accuracy",
+        f"Robust accuracy (correct clean AND not fooled), trustlab attacks, {n:,} "
+        "MNIST test images unless n says otherwise",
+        n_ref=None,
+        baseline=None,
+        columns=columns,
+    )
     subjects = [natural]
     robust_model, why = load_robust_model()
     if robust_model is None:
@@ -758,8 +909,15 @@ def section_robust_accuracy(natural: Subject, x_all: torch.Tensor, y_all: torch.
                 m, accuracies = attack_robust_accuracy(subject, make(), x, y, ROBUST_EPS, clean)
                 table[(subject.name, attack_name)] = accuracies
                 note = "early_stop" if attack_name != "FGSM" else ""
-                return timed_row(method, m, n, n, f"{note}; time and calls summed over the {len(ROBUST_EPS)} eps"
-                                 .lstrip("; "), clean=float(clean.float().mean()), **accuracies)
+                return timed_row(
+                    method,
+                    m,
+                    n,
+                    n,
+                    f"{note}; time and calls summed over the {len(ROBUST_EPS)} eps".lstrip("; "),
+                    clean=float(clean.float().mean()),
+                    **accuracies,
+                )
 
             sec.run(method, row)
         ordering_check(sec, subject.name, table)
@@ -772,10 +930,15 @@ def section_robust_accuracy(natural: Subject, x_all: torch.Tensor, y_all: torch.
         def full_row() -> Row:
             clean = subject.model.predict(xf) == yf
             m, accuracies = attack_robust_accuracy(subject, ROBUST_ATTACKS["PGD-40"](), xf, yf, ROBUST_FULL_EPS, clean)
-            return timed_row(f"{subject.name} / PGD-40, {k:,} images", m, k, k,
-                             "early_stop; time and calls summed over eps "
-                             + " and ".join(str(e) for e in ROBUST_FULL_EPS),
-                             clean=float(clean.float().mean()), **accuracies)
+            return timed_row(
+                f"{subject.name} / PGD-40, {k:,} images",
+                m,
+                k,
+                k,
+                "early_stop; time and calls summed over eps " + " and ".join(str(e) for e in ROBUST_FULL_EPS),
+                clean=float(clean.float().mean()),
+                **accuracies,
+            )
 
         sec.run(f"{subject.name} / PGD-40 full split", full_row)
     return sec
@@ -786,9 +949,13 @@ def ordering_check(sec: Section, model: str, table: dict[tuple[str, str], dict[s
     if not all((model, a) in table for a in names):
         sec.notes.append(f"{model}: APGD <= PGD <= FGSM not checked (an attack failed)")
         return
-    broken = [f"eps={e}" for e in ROBUST_EPS
-              if not table[(model, "APGD-100")][f"eps={e}"] <= table[(model, "PGD-40")][f"eps={e}"]
-              <= table[(model, "FGSM")][f"eps={e}"]]
+    broken = [
+        f"eps={e}"
+        for e in ROBUST_EPS
+        if not table[(model, "APGD-100")][f"eps={e}"]
+        <= table[(model, "PGD-40")][f"eps={e}"]
+        <= table[(model, "FGSM")][f"eps={e}"]
+    ]
     holds = "holds at every eps" if not broken else f"VIOLATED at {', '.join(broken)}"
     sec.notes.append(f"{model}: robust accuracy APGD <= PGD <= FGSM {holds}")
     sec.data.setdefault("ordering_holds", {})[model] = not broken
@@ -856,8 +1023,11 @@ def render_text(sec: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header) - 1)]
     lines = [f"== {sec['name']}: {sec['title']}"]
     for row in [header, *body]:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-                     + "  " + row[-1])
+        lines.append(
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            + "  "
+            + row[-1]
+        )
         if row is header:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 4)
     lines += [f"  * {note}" for note in sec["notes"]]
@@ -866,17 +1036,27 @@ def render_text(sec: dict[str, Any]) -> str:
 
 def render_markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
-    out = ["# Robustness benchmark", "",
-           "Generated by `benchmarks/robustness.py` (see its docstring and `benchmarks/README.md`). "
-           "Times are wall-clock seconds; fwd/ex and grad/ex are per-example model evaluations; "
-           "\"x trustlab\" divides a row's time (scaled to the section size) by the trustlab row's.", ""]
+    out = [
+        "# Robustness benchmark",
+        "",
+        "Generated by `benchmarks/robustness.py` (see its docstring and `benchmarks/README.md`). "
+        "Times are wall-clock seconds; fwd/ex and grad/ex are per-example model evaluations; "
+        "\"x trustlab\" divides a row's time (scaled to the section size) by the trustlab row's.",
+        "",
+    ]
     for sec in results["sections"].values():
         run = sec["run"]
         header, body = table_cells(sec)
-        out += [f"## {sec['name']}", "", sec["title"], "",
-                f"Run {run['date']}, {'QUICK (smoke test), ' if run['quick'] else ''}{run['threads']} threads, "
-                f"CPUs busy with other work just before: {fmt_busy(run.get('cpu_busy_before'))}; load average "
-                f"(1, 5, 15 min) at start {run['loadavg']}, at end {run.get('loadavg_end')}.", ""]
+        out += [
+            f"## {sec['name']}",
+            "",
+            sec["title"],
+            "",
+            f"Run {run['date']}, {'QUICK (smoke test), ' if run['quick'] else ''}{run['threads']} threads, "
+            f"CPUs busy with other work just before: {fmt_busy(run.get('cpu_busy_before'))}; load average "
+            f"(1, 5, 15 min) at start {run['loadavg']}, at end {run.get('loadavg_end')}.",
+            "",
+        ]
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join("---" if i in (0, len(header) - 1) else "---:" for i in range(len(header))) + "|")
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
@@ -911,15 +1091,26 @@ def json_load(value: Any) -> Any:
 
 def environment(threads: int) -> dict[str, Any]:
     versions = {}
-    for name, module in (("torch", "torch"), ("numpy", "numpy"), ("trustlab", "trustlab"),
-                         ("adversarial-robustness-toolbox", "art"), ("foolbox", "foolbox"), ("captum", "captum"),
-                         ("torchattacks", "torchattacks")):
+    for name, module in (
+        ("torch", "torch"),
+        ("numpy", "numpy"),
+        ("trustlab", "trustlab"),
+        ("adversarial-robustness-toolbox", "art"),
+        ("foolbox", "foolbox"),
+        ("captum", "captum"),
+        ("torchattacks", "torchattacks"),
+    ):
         try:
             versions[name] = getattr(peer(module), "__version__", "?")
         except ImportError:
             versions[name] = "not installed"
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "torch_threads": threads, "versions": versions}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "versions": versions,
+    }
 
 
 def write_results(stem: Path, sections: dict[str, dict[str, Any]], meta: dict[str, Any], merge: bool) -> None:
@@ -962,20 +1153,41 @@ def default_data_dir() -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: every sample size 10-50x smaller")
-    parser.add_argument("--only", action="append", choices=SECTIONS, metavar="NAME",
-                        help=f"run only this comparison (repeatable): {', '.join(SECTIONS)}")
-    parser.add_argument("--data-dir", default=default_data_dir(),
-                        help="folder holding mnist/ (default: $TRUSTLAB_DATA or ../shared/data)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="torch.set_num_threads for every method (default: the cores available)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        metavar="NAME",
+        help=f"run only this comparison (repeatable): {', '.join(SECTIONS)}",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=default_data_dir(),
+        help="folder holding mnist/ (default: $TRUSTLAB_DATA or ../shared/data)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch.set_num_threads for every method (default: the cores available)",
+    )
     parser.add_argument("--robust-n", type=int, default=None, help="images for robust-accuracy (default 1,000)")
-    parser.add_argument("--art-budget", type=float, default=None,
-                        help="seconds after which ART's FGSM scan stops and is scaled (default 600)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output path without suffix (default benchmarks/results/robustness[-quick])")
+    parser.add_argument(
+        "--art-budget",
+        type=float,
+        default=None,
+        help="seconds after which ART's FGSM scan stops and is scaled (default 600)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output path without suffix (default benchmarks/results/robustness[-quick])",
+    )
     return parser.parse_args(argv)
 
 
@@ -995,8 +1207,10 @@ def main(argv: list[str] | None = None) -> int:
     x_all, y_all = torch.as_tensor(test.x, dtype=torch.float32), torch.as_tensor(test.y, dtype=torch.long)
     natural = make_subject("mnist_cnn", load_reference_model())
     meta = environment(args.threads) | {"argv": sys.argv[1:], "sizes": asdict(sizes)}
-    log(f"robustness benchmark: {'QUICK ' if args.quick else ''}{x_all.shape[0]:,} test images, "
-        f"{args.threads} threads, results -> {stem}.json/.md")
+    log(
+        f"robustness benchmark: {'QUICK ' if args.quick else ''}{x_all.shape[0]:,} test images, "
+        f"{args.threads} threads, results -> {stem}.json/.md"
+    )
 
     builders = {
         "fgsm-min-eps": lambda: section_fgsm_min_eps(natural, x_all, y_all, sizes),
@@ -1009,11 +1223,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or SECTIONS:
         busy = other_cpu_load()
         if busy is not None and busy > 0.2:
-            log(f"WARNING: the CPUs are {100 * busy:.0f}% busy with other work before {name}; "
-                "its timings will be noisy (run the benchmark on a quiet machine)")
-        run_info = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
-                    "threads": args.threads, "cpu_busy_before": busy,
-                    "loadavg": [round(v, 2) for v in os.getloadavg()]}
+            log(
+                f"WARNING: the CPUs are {100 * busy:.0f}% busy with other work before {name}; "
+                "its timings will be noisy (run the benchmark on a quiet machine)"
+            )
+        run_info = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "quick": args.quick,
+            "threads": args.threads,
+            "cpu_busy_before": busy,
+            "loadavg": [round(v, 2) for v in os.getloadavg()],
+        }
         start = time.perf_counter()
         try:
             section = builders[name]()
