@@ -7,23 +7,8 @@ import torch
 
 from trustlab.data import load_dataset
 from trustlab.exceptions import InputError
-from trustlab.models import load_reference_model
 from trustlab.robustness.attacks import APGD, PGD
 from trustlab.robustness.attacks.apgd import apgd_checkpoints
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a loaded 2-core machine, two spinning threads run ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def reference():
-    return load_reference_model()
 
 
 @pytest.fixture(scope="module")

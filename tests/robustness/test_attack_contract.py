@@ -52,15 +52,6 @@ def mnist() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(data.x[:12]).float(), torch.as_tensor(data.y[:12]).long()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a loaded 2-core machine, two spinning threads run ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model() -> Classifier:
     """The reference CNN with batch_size 8, so that 12 images make a full and a partial batch."""
