@@ -18,12 +18,11 @@ import torch
 
 from trustlab.data import load_dataset
 from trustlab.files import atomic_write_json
-from trustlab.models import Classifier, build_architecture, save_model, train
+from trustlab.models import save_model, train
 from trustlab.models.evaluation import evaluate
+from trustlab.models.reference import untrained_mnist_cnn
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "trustlab" / "models" / "weights"
-CONFIG = {"channels": [32, 64], "hidden": 1024}
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
 def main() -> None:
@@ -36,17 +35,7 @@ def main() -> None:
 
     train_set = load_dataset("mnist", "train", root=args.data_dir)
     test_set = load_dataset("mnist", "test", root=args.data_dir)
-    module = build_architecture("mnist_cnn", seed=0, **CONFIG)
-    classifier = Classifier(
-        module,
-        input_shape=(1, 28, 28),
-        num_classes=10,
-        mean=MNIST_MEAN,
-        std=MNIST_STD,
-        class_names=train_set.class_names,
-        architecture="mnist_cnn",
-        config=CONFIG,
-    )
+    classifier = untrained_mnist_cnn(seed=0)
     history = train(
         classifier,
         train_set.x,

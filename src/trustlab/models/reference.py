@@ -6,8 +6,12 @@ from importlib import resources
 from pathlib import Path
 
 from trustlab.exceptions import UnknownNameError
+from trustlab.models.architectures import build_architecture
 from trustlab.models.artefacts import load_model
 from trustlab.models.classifier import Classifier
+
+MNIST_CNN_CONFIG = {"channels": [32, 64], "hidden": 1024}
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 REFERENCE_MODELS = {
     "mnist_cnn": "MNIST CNN trained on the 5,000-image MNIST training sample (scripts/train_reference_cnn.py)",
@@ -26,3 +30,19 @@ def reference_path(name: str) -> Path:
 def load_reference_model(name: str = "mnist_cnn", *, batch_size: int = 256) -> Classifier:
     """Load a shipped reference model by name (default: the natural MNIST CNN)."""
     return load_model(reference_path(name), batch_size=batch_size)
+
+
+def untrained_mnist_cnn(*, seed: int = 0) -> Classifier:
+    """The reference MNIST CNN before training (architecture, normalisation, class names), as the
+    scripts that build the shipped weights start from it."""
+    module = build_architecture("mnist_cnn", seed=seed, **MNIST_CNN_CONFIG)
+    return Classifier(
+        module,
+        input_shape=(1, 28, 28),
+        num_classes=10,
+        mean=MNIST_MEAN,
+        std=MNIST_STD,
+        class_names=tuple(str(i) for i in range(10)),
+        architecture="mnist_cnn",
+        config=MNIST_CNN_CONFIG,
+    )
