@@ -1,6 +1,5 @@
 import os
 import pickle
-import sys
 from pathlib import Path
 
 import pytest
@@ -137,4 +136,3 @@ def test_seeded_build_does_not_touch_global_rng():
     b = build_architecture("mlp", seed=5, in_features=4)
     assert torch.equal(expected, after)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    assert "trustlab" in sys.modules

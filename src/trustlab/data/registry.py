@@ -260,8 +260,8 @@ def _build_digits(spec: DatasetSpec, split: str, paths: list[Path]) -> Dataset:
     labels = bunch.target.astype(np.int64)
     index = _stratified_split(labels, split)
     metadata = DatasetMetadata(
-        source="UCI optical recognition of handwritten digits, bundled with scikit-learn",
-        licence="CC BY 4.0",
+        source=spec.source,
+        licence=spec.licence,
         description="8x8 digits, pixel counts 0-16 scaled to [0, 1]",
     )
     return Dataset(
@@ -279,8 +279,8 @@ def _build_pima(spec: DatasetSpec, split: str, paths: list[Path]) -> Dataset:
     x, y, names = read_pima(paths[0])
     index = _stratified_split(y, split)
     metadata = DatasetMetadata(
-        source="Pima Indians Diabetes (NIDDK, via UCI)",
-        licence="public",
+        source=spec.source,
+        licence=spec.licence,
         description="8 clinical measurements; outcome 1 = diabetes within 5 years. Zeros in "
         "Glucose/BloodPressure/SkinThickness/Insulin/BMI mark missing values.",
         files=_records((_PIMA_FILE,), paths),
@@ -301,8 +301,8 @@ def _build_adult(spec: DatasetSpec, split: str, paths: list[Path]) -> Dataset:
     x, y, names, protected = read_adult(paths[0])
     index = _stratified_split(y, split)
     metadata = DatasetMetadata(
-        source="UCI Adult, B. Becker & R. Kohavi",
-        licence="CC BY 4.0",
+        source=spec.source,
+        licence=spec.licence,
         description="1994 US census; label 1 = income >50K. sex and race are protected attributes "
         "kept outside the features.",
         files=_records((_ADULT_FILE,), paths),
@@ -325,7 +325,7 @@ register(
     DatasetSpec(
         name="digits",
         description="scikit-learn's 8x8 digits (always offline)",
-        source="UCI optical digits via scikit-learn",
+        source="UCI optical recognition of handwritten digits, bundled with scikit-learn",
         licence="CC BY 4.0",
         splits=TABULAR_SPLITS,
         default_split="all",
@@ -337,7 +337,7 @@ register(
     DatasetSpec(
         name="pima",
         description="Pima Indians diabetes, 8 numeric features, binary outcome",
-        source="NIDDK via UCI",
+        source="Pima Indians Diabetes (NIDDK, via UCI)",
         licence="public",
         splits=TABULAR_SPLITS,
         default_split="all",
@@ -349,7 +349,7 @@ register(
     DatasetSpec(
         name="adult",
         description="UCI Adult income; protected attributes sex and race",
-        source="UCI Adult, Becker & Kohavi",
+        source="UCI Adult, B. Becker & R. Kohavi",
         licence="CC BY 4.0",
         splits=TABULAR_SPLITS,
         default_split="all",

@@ -148,6 +148,16 @@ class Classifier:
                 raise InputError(ERR_BOUNDS.format(name=name, low=low, high=high, min=lo, max=hi))
         return x
 
+    def validate_labels(self, y: Any, n: int) -> torch.Tensor:
+        """Check that ``y`` holds ``n`` class indices this model can predict; return them as int64."""
+        y = torch.as_tensor(y)
+        if y.ndim != 1 or y.shape[0] != n:
+            raise InputError(f"labels must be a vector of {n} class indices, got shape {tuple(y.shape)}")
+        y = y.long()
+        if n and (y.min() < 0 or y.max() >= self.num_classes):
+            raise InputError(f"labels must lie in 0..{self.num_classes - 1}, found {int(y.min())}..{int(y.max())}")
+        return y
+
     def _checked_forward(self, chunk: torch.Tensor) -> torch.Tensor:
         """``forward`` that turns a module's shape complaint into a one-line InputError."""
         try:

@@ -54,16 +54,6 @@ def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
-def _check_labels(y: Any, n: int, num_classes: int) -> torch.Tensor:
-    y = torch.as_tensor(y)
-    if y.ndim != 1 or y.shape[0] != n:
-        raise InputError(f"labels must be a vector of {n} class indices, got shape {tuple(y.shape)}")
-    y = y.long()
-    if n and (y.min() < 0 or y.max() >= num_classes):
-        raise InputError(f"labels must lie in 0..{num_classes - 1}, found {int(y.min())}..{int(y.max())}")
-    return y
-
-
 def train(
     classifier: Classifier,
     x: Any,
@@ -98,7 +88,7 @@ def train(
     if augment_shift and len(classifier.input_shape) != 3:
         raise InputError("augment_shift applies to images only (inputs of shape C x H x W)")
     x = classifier.validate(x)
-    y = _check_labels(y, x.shape[0], classifier.num_classes)
+    y = classifier.validate_labels(y, x.shape[0])
     module = classifier.module
     n = x.shape[0]
     steps_per_epoch = math.ceil(n / batch_size)

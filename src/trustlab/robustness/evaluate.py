@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from trustlab.models.classifier import Classifier
 from trustlab.report.results import Result
 from trustlab.robustness.attacks import Attack
@@ -44,7 +42,7 @@ def robust_accuracy(
 ) -> RobustAccuracyResult:
     """Attack at each budget in ``eps``; an example counts as robust if it is correct clean and the attack fails."""
     x = model.validate(x)
-    y = torch.as_tensor(y).long()
+    y = model.validate_labels(y, x.shape[0])
     start = time.perf_counter()
     correct = model.predict(x) == y
     accuracies, forwards, gradients = [], x.shape[0], 0

@@ -69,16 +69,6 @@ def _resolve_attack(attack: Attack | str) -> Attack:
     return make_attack(attack) if isinstance(attack, str) else attack
 
 
-def _labels(model: Classifier, y: Any, n: int) -> torch.Tensor:
-    y = torch.as_tensor(y)
-    if y.ndim != 1 or y.shape[0] != n:
-        raise InputError(f"labels must be a vector of {n} class indices, got shape {tuple(y.shape)}")
-    y = y.long()
-    if n and (y.min() < 0 or y.max() >= model.num_classes):
-        raise InputError(f"labels must lie in 0..{model.num_classes - 1}")
-    return y
-
-
 def minimal_eps(
     model: Classifier,
     x: Any,
@@ -103,7 +93,7 @@ def minimal_eps(
         model.require_gradients(f"minimal-eps search with {attack.name}")
     x = model.validate(x)
     n = x.shape[0]
-    y = _labels(model, y, n)
+    y = model.validate_labels(y, n)
     mask_all = _parse_mask(mask, x)
     counter = Counter()
     start_time = time.perf_counter()
@@ -299,7 +289,7 @@ def linear_scan(
     """Reference for the bisection: evaluate FGSM at every grid point (slow; for validation)."""
     attack = FGSM()
     x = model.validate(x)
-    y = _labels(model, y, x.shape[0])
+    y = model.validate_labels(y, x.shape[0])
     mask_all = _parse_mask(mask, x)
     steps = int(round(eps_max / tol))
     grid = torch.arange(1, steps + 1, dtype=torch.float64) * tol

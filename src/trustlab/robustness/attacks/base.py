@@ -158,12 +158,7 @@ class Attack:
             model.require_gradients(self.name)
         x = model.validate(x)
         n = x.shape[0]
-        y = torch.as_tensor(y)
-        if y.ndim != 1 or y.shape[0] != n:
-            raise InputError(f"labels must be a vector of {n} class indices, got shape {tuple(y.shape)}")
-        y = y.long()
-        if n and (y.min() < 0 or y.max() >= model.num_classes):
-            raise InputError(f"labels must lie in 0..{model.num_classes - 1}")
+        y = model.validate_labels(y, n)
         eps_all = _parse_eps(eps, n, required=self.needs_eps)
         mask_all = _parse_mask(mask, x)
         init_all = None if init is None else model.validate(init, name="init")
