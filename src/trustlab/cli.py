@@ -30,6 +30,24 @@ def _data_dir_option(fn: Any) -> Any:
     )(fn)
 
 
+def _model_and_data_options(fn: Any) -> Any:
+    """The options every command that audits a model on a data set takes."""
+    options = [
+        click.option(
+            "--model", required=True, help="model file, or a shipped reference model name (mnist_cnn, mnist_cnn_robust)"
+        ),
+        click.option(
+            "--dataset", required=True, help="data set name (see `trustlab datasets`) or an .npz file with x and y"
+        ),
+        click.option("--split", default=None, help="split (default: the data set's default, e.g. test)"),
+        click.option("--arch", default=None, help="architecture of a bare state dict"),
+        click.option("--allow-pickle", is_flag=True, help="trust and unpickle a full pickle (can run arbitrary code)"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="trustlab")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
@@ -230,11 +248,7 @@ def _evaluate_into(run, classifier, data, *, source: str, batch_size: int | None
 
 
 @cli.command()
-@click.option("--model", required=True, help="model file, or a shipped reference model name (mnist_cnn)")
-@click.option("--dataset", required=True, help="data set name (see `trustlab datasets`) or an .npz file with x and y")
-@click.option("--split", default=None, help="split (default: the data set's default, e.g. test)")
-@click.option("--arch", default=None, help="architecture of a bare state dict")
-@click.option("--allow-pickle", is_flag=True, help="trust and unpickle a full pickle (can run arbitrary code)")
+@_model_and_data_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option(
     "--out",
@@ -288,11 +302,7 @@ def _build_attack(name: str, options: dict[str, Any]):
 
 
 @cli.command()
-@click.option("--model", required=True, help="model file, or a shipped reference model name")
-@click.option("--dataset", required=True, help="data set name or an .npz file with x and y")
-@click.option("--split", default=None, help="split (default: the data set's default)")
-@click.option("--arch", default=None, help="architecture of a bare state dict")
-@click.option("--allow-pickle", is_flag=True, help="trust and unpickle a full pickle (can run arbitrary code)")
+@_model_and_data_options
 @click.option(
     "--attack",
     "attack_name",
