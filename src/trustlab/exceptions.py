@@ -49,3 +49,7 @@ class GradientsUnavailableError(TrustlabError):
 
 class RunDirectoryError(TrustlabError):
     """A run directory cannot be used (e.g. resuming a run made with other inputs)."""
+
+
+class NotFittedError(TrustlabError):
+    """A detector or calibration was used before ``fit``."""

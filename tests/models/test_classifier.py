@@ -61,7 +61,7 @@ def test_per_channel_statistics_broadcast():
 
 
 def test_validation_messages(tiny_cnn):
-    with pytest.raises(InputError, match=r"have shape \(5, 28, 28\), but the model expects \(N, 1, 28, 28\)"):
+    with pytest.raises(InputError, match=r"have shape \(5, 28, 28\), but \(N, 1, 28, 28\) is expected"):
         tiny_cnn.logits(torch.rand(5, 28, 28))
     bad = torch.rand(4, 1, 28, 28)
     bad[0, 0, 0, 0] = float("nan")

@@ -41,6 +41,35 @@ ERR_PICKLE = (
 )
 
 
+def classifier_state(classifier: Classifier) -> dict[str, torch.Tensor]:
+    """The module's weights as contiguous CPU tensors, ready for safetensors."""
+    return {k: v.detach().cpu().contiguous() for k, v in classifier.module.state_dict().items()}
+
+
+def classifier_from_description(
+    described: dict[str, Any], state: dict[str, torch.Tensor], path: Path, batch_size: int = 256, **kwargs: Any
+) -> Classifier:
+    """Rebuild a Classifier from ``Classifier.describe()`` and its weights (``kwargs`` override)."""
+    module = build_architecture(described["architecture"], **described["config"])
+    _load_state(module, state, path)
+    options = {
+        "bounds": described["bounds"],
+        "mean": described["mean"],
+        "std": described["std"],
+        "class_names": described["class_names"],
+        "num_classes": described["num_classes"],
+    }
+    options.update(kwargs)
+    return Classifier(
+        module,
+        input_shape=tuple(described["input_shape"]),
+        batch_size=batch_size,
+        architecture=described["architecture"],
+        config=described["config"],
+        **options,
+    )
+
+
 def save_model(classifier: Classifier, path: str | os.PathLike) -> Path:
     """Write ``classifier`` as one safetensors artefact (atomically). Needs a registered architecture."""
     if classifier.architecture is None:
@@ -48,7 +77,7 @@ def save_model(classifier: Classifier, path: str | os.PathLike) -> Path:
             "only models built from a registered architecture can be saved as trustlab "
             f"artefacts (one of: {', '.join(list_architectures())}); export others with TorchScript"
         )
-    state = {k: v.detach().cpu().contiguous() for k, v in classifier.module.state_dict().items()}
+    state = classifier_state(classifier)
     metadata = {"format": FORMAT, "classifier": json.dumps(classifier.describe())}
     return atomic_write_bytes(path, safetensors_save(state, metadata=metadata))
 
@@ -184,25 +213,7 @@ def _load_safetensors(path, architecture, config, input_shape, batch_size, kwarg
     except (SafetensorError, ValueError, struct.error) as exc:
         raise ModelLoadError(f"{path} is a damaged safetensors file ({_first_line(exc)})") from None
     if metadata.get("format") == FORMAT:
-        described = json.loads(metadata["classifier"])
-        module = build_architecture(described["architecture"], **described["config"])
-        _load_state(module, state, path)
-        options = {
-            "bounds": described["bounds"],
-            "mean": described["mean"],
-            "std": described["std"],
-            "class_names": described["class_names"],
-            "num_classes": described["num_classes"],
-        }
-        options.update(kwargs)
-        return Classifier(
-            module,
-            input_shape=tuple(described["input_shape"]),
-            batch_size=batch_size,
-            architecture=described["architecture"],
-            config=described["config"],
-            **options,
-        )
+        return classifier_from_description(json.loads(metadata["classifier"]), state, path, batch_size, **kwargs)
     return _from_object(state, path, architecture, config, input_shape, batch_size, kwargs)
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from trustlab.exceptions import GradientsUnavailableError, InputError
 
 BOUNDS_TOLERANCE = 1e-6
-ERR_SHAPE = "{name} have shape {got}, but the model expects (N, {expected})"
+ERR_SHAPE = "{name} have shape {got}, but (N, {expected}) is expected"
 ERR_NAN = "{name} contain {count} NaN or infinite values"
 ERR_BOUNDS = "{name} must lie in the model's bounds [{low}, {high}], found values in [{min:.4g}, {max:.4g}]"
 
@@ -28,6 +28,27 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{name} must be a torch tensor or numpy array, got {type(x).__name__}")
+    return x
+
+
+def validate_inputs(
+    x: Any, input_shape: tuple[int, ...], bounds: tuple[float, float] | None, *, name: str = "inputs"
+) -> torch.Tensor:
+    """Check that ``x`` is a batch of ``input_shape`` inputs, finite and within ``bounds``; return
+    it as a float tensor. Shared by classifiers and detectors so both refuse bad input alike."""
+    x = _as_tensor(x, name)
+    if tuple(x.shape[1:]) != tuple(input_shape) or x.ndim != len(input_shape) + 1:
+        raise InputError(ERR_SHAPE.format(name=name, expected=", ".join(map(str, input_shape)), got=tuple(x.shape)))
+    if not torch.is_floating_point(x):
+        x = x.to(torch.float32)
+    bad = (~torch.isfinite(x)).sum().item()
+    if bad:
+        raise InputError(ERR_NAN.format(name=name, count=bad))
+    if bounds is not None and x.numel():
+        low, high = bounds
+        lo, hi = x.min().item(), x.max().item()
+        if lo < low - BOUNDS_TOLERANCE or hi > high + BOUNDS_TOLERANCE:
+            raise InputError(ERR_BOUNDS.format(name=name, low=low, high=high, min=lo, max=hi))
     return x
 
 
@@ -131,22 +152,7 @@ class Classifier:
 
     def validate(self, x: Any, *, name: str = "inputs") -> torch.Tensor:
         """Check shape, finiteness and bounds; return a float tensor. Used at every boundary."""
-        x = _as_tensor(x, name)
-        if tuple(x.shape[1:]) != self.input_shape or x.ndim != len(self.input_shape) + 1:
-            raise InputError(
-                ERR_SHAPE.format(name=name, expected=", ".join(map(str, self.input_shape)), got=tuple(x.shape))
-            )
-        if not torch.is_floating_point(x):
-            x = x.to(torch.float32)
-        bad = (~torch.isfinite(x)).sum().item()
-        if bad:
-            raise InputError(ERR_NAN.format(name=name, count=bad))
-        if self.bounds is not None and x.numel():
-            low, high = self.bounds
-            lo, hi = x.min().item(), x.max().item()
-            if lo < low - BOUNDS_TOLERANCE or hi > high + BOUNDS_TOLERANCE:
-                raise InputError(ERR_BOUNDS.format(name=name, low=low, high=high, min=lo, max=hi))
-        return x
+        return validate_inputs(x, self.input_shape, self.bounds, name=name)
 
     def validate_labels(self, y: Any, n: int) -> torch.Tensor:
         """Check that ``y`` holds ``n`` class indices this model can predict; return them as int64."""
