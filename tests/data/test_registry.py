@@ -17,7 +17,9 @@ from trustlab.files import sha256_bytes
 
 
 def test_unknown_dataset_and_split_name_the_choices():
-    with pytest.raises(UnknownNameError, match=r"unknown dataset 'mnits'; expected one of: adult, digits, mnist"):
+    with pytest.raises(
+        UnknownNameError, match=r"unknown dataset 'mnits'; expected one of: adult, digits, fashion_mnist, mnist"
+    ):
         load_dataset("mnits")
     with pytest.raises(UnknownNameError, match=r"no split 'validation'.*train, test, sample"):
         load_dataset("mnist", "validation")
@@ -142,3 +144,32 @@ def test_subset_keeps_protected_attributes_aligned():
     )
     part = data.subset([1, 3])
     assert part.x[:, 0].tolist() == [2.0, 6.0] and part.protected["sex"].codes.tolist() == [0, 1]
+
+
+def test_fashion_mnist_reads_idx_files_from_its_folder(tmp_path):
+    assert split_status("fashion_mnist", "test", root=tmp_path).startswith("missing: t10k-images-idx3-ubyte.gz")
+    with pytest.raises(DataNotFoundError, match=str(tmp_path / "fashion_mnist")):
+        load_dataset("fashion_mnist", root=tmp_path)
+    images = np.random.default_rng(1).integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "fashion_mnist" / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "fashion_mnist" / "t10k-labels-idx1-ubyte.gz", np.array([0, 9, 1, 8, 2, 7], np.uint8))
+    assert split_status("fashion_mnist", "test", root=tmp_path) == "available"
+    assert split_status("fashion_mnist", "train", root=tmp_path).startswith("missing")
+    data = load_dataset("fashion_mnist", root=tmp_path)  # default split: test
+    assert data.split == "test" and data.x.shape == (6, 1, 28, 28) and data.bounds == (0.0, 1.0)
+    assert torch.equal(data.x, torch.from_numpy(images).float().div(255).unsqueeze(1))
+    assert [data.class_names[i] for i in data.y.tolist()[:2]] == ["T-shirt/top", "Ankle boot"]
+    assert len(data.class_names) == 10 and not any(f.verified for f in data.metadata.files)
+
+
+def test_fashion_mnist_downloads_are_sha256_verified(monkeypatch, tmp_path):
+    from trustlab.data.registry import get_spec
+
+    files = get_spec("fashion_mnist").files("test")
+    assert files[0].urls[0].startswith("https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/")
+    assert files[0].verified("346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073")
+    monkeypatch.delenv("TRUSTLAB_OFFLINE")
+    monkeypatch.setattr(download_module, "_fetch", lambda url: b"not the archive")
+    with pytest.raises(DataIntegrityError, match="t10k-images-idx3-ubyte.gz .* refusing to use it"):
+        load_dataset("fashion_mnist", "test", root=tmp_path)
+    assert not (tmp_path / "fashion_mnist" / "t10k-images-idx3-ubyte.gz").exists()

@@ -29,6 +29,8 @@ _SAMPLE_PACKAGE = "trustlab.data.sample"
 _CVDF = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 _OSSCI = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 _NOTMNIST = "https://github.com/davidflanagan/notMNIST-to-MNIST/raw/master/"
+_FASHION_S3 = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+_FASHION_GITHUB = "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"
 
 
 def _mnist_file(name: str, *digests: str) -> RemoteFile:
@@ -76,6 +78,36 @@ _NOTMNIST_FILES = {
         ),
     ),
 }
+
+
+def _fashion_file(name: str, digest: str) -> RemoteFile:
+    return RemoteFile(name, (_FASHION_GITHUB + name, _FASHION_S3 + name), (digest,))  # https first
+
+
+# sha256 of the official archives, as listed by tensorflow-datasets (url_checksums/fashion_mnist.txt)
+# and torchvision (prototype/datasets/_builtin/mnist.py); the S3 and GitHub copies are identical.
+_FASHION_MNIST_FILES = {
+    "train": (
+        _fashion_file("train-images-idx3-ubyte.gz", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+        _fashion_file("train-labels-idx1-ubyte.gz", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+    ),
+    "test": (
+        _fashion_file("t10k-images-idx3-ubyte.gz", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+        _fashion_file("t10k-labels-idx1-ubyte.gz", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+    ),
+}
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 _PIMA_FILE = RemoteFile(
     "diabetes.csv",
     ("https://raw.githubusercontent.com/plotly/datasets/master/diabetes.csv",),
@@ -245,6 +277,19 @@ register(
         default_split="test",
         files=lambda split: _NOTMNIST_FILES.get(split, ()),
         build=_idx_builder(tuple("ABCDEFGHIJ")),
+    )
+)
+
+register(
+    DatasetSpec(
+        name="fashion_mnist",
+        description="Zalando article images in 10 clothing classes, 28x28 greyscale (also an OOD set for MNIST)",
+        source="Fashion-MNIST, H. Xiao, K. Rasul, R. Vollgraf (Zalando Research)",
+        licence="MIT",
+        splits=("train", "test"),
+        default_split="test",
+        files=lambda split: _FASHION_MNIST_FILES.get(split, ()),
+        build=_idx_builder(FASHION_MNIST_CLASSES),
     )
 )
 

@@ -1,0 +1,186 @@
+"""Image corruptions that turn in-distribution images into out-of-distribution test inputs.
+
+Every function takes a batch ``x`` of shape (N, C, H, W) in [0, 1] (pixel space), returns a
+new tensor of the same shape, dtype and device, clamped to [0, 1], and never modifies ``x``.
+All work is batched torch (``affine_grid``/``grid_sample``, ``conv2d``, slicing), so a whole
+test set is corrupted in a few calls. Image convention: row 0 is the top, column 0 the left.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+
+from trustlab.exceptions import InputError
+
+BOUNDS_TOLERANCE = 1e-6
+
+# Defaults of the corruptions used for OOD evaluation of 28x28 MNIST digits.
+ROTATE_DEGREES = 90.0
+BLUR_SIGMA = 2.0  # kernel radius 6 px: strokes (2-3 px wide) smear into a faint blob
+SHIFT_PIXELS = (8, 8)  # right, down: MNIST digits sit in the central 20x20 box, so 4 of its
+# 20 rows and columns leave the frame and the digit ends up in the bottom-right corner
+
+PADDING_MODES = ("zeros", "replicate", "reflect")
+
+
+def check_images(x: object, name: str = "x") -> torch.Tensor:
+    """Refuse anything but a finite floating (N, C, H, W) tensor within [0, 1]."""
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name} must be a torch tensor of shape (N, C, H, W), got {type(x).__name__}")
+    if x.ndim != 4:
+        raise InputError(f"{name} must have shape (N, C, H, W), got shape {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        raise InputError(f"{name} must be a floating point tensor in [0, 1], got dtype {x.dtype}")
+    if x.numel():
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise InputError(f"{name} must be finite, found {bad} NaN or infinite values")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -BOUNDS_TOLERANCE or hi > 1.0 + BOUNDS_TOLERANCE:
+            raise InputError(f"{name} must lie in [0, 1], found values in [{lo:.4g}, {hi:.4g}]")
+    return x
+
+
+def _check_real(value: object, name: str, *, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InputError(f"{name} must be finite, got {value}")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{name} must be >= {minimum:g}, got {value:g}")
+    return value
+
+
+def _check_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name} must be an integer number of pixels, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _finish(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return out.clamp_(0.0, 1.0).to(like.dtype)
+
+
+def _cos_sin(degrees: float) -> tuple[float, float]:
+    """cos and sin of ``degrees``, exact for multiples of 90 so quarter turns move pixels exactly."""
+    if degrees % 90.0 == 0.0:
+        return ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0))[int(degrees // 90.0) % 4]
+    rad = math.radians(degrees)
+    return math.cos(rad), math.sin(rad)
+
+
+def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate every image by ``degrees`` counter-clockwise (as displayed) about its centre.
+
+    Bilinear sampling, zero fill outside the source image, same H x W as the input (corners of
+    non-square images are cut). 90 degrees equals ``torch.rot90(x, 1, dims=(-2, -1))`` on square
+    images of odd or even size. Rotation is done in pixel units, so non-square images are not
+    sheared.
+    """
+    x = check_images(x)
+    degrees = _check_real(degrees, "degrees")
+    n, _, h, w = x.shape
+    if n == 0:
+        return x.clone()
+    c, s = _cos_sin(degrees)
+    # Output pixel (u, v) (centred pixel units, v down) samples the source at
+    # (c*u - s*v, s*u + c*v); affine_grid works in coordinates normalised by W/2 and H/2.
+    dtype = _compute_dtype(x)
+    theta = torch.tensor([[c, -s * h / w, 0.0], [s * w / h, c, 0.0]], dtype=dtype, device=x.device)
+    grid = F.affine_grid(theta.expand(n, 2, 3), [n, x.shape[1], h, w], align_corners=False)
+    out = F.grid_sample(x.to(dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return _finish(out, x)
+
+
+def invert(x: torch.Tensor) -> torch.Tensor:
+    """Photographic negative ``1 - x``: white digits on black become black digits on white."""
+    x = check_images(x)
+    return _finish(1.0 - x, x)
+
+
+def gaussian_kernel(sigma: float, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Normalised 1-D Gaussian of radius ``ceil(3 sigma)`` sampled at integer offsets (sums to 1)."""
+    sigma = _check_real(sigma, "sigma", minimum=0.0)
+    radius = math.ceil(3.0 * sigma)
+    if radius == 0:
+        return torch.ones(1, dtype=dtype)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return (kernel / kernel.sum()).to(dtype)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float, *, padding: str = "zeros") -> torch.Tensor:
+    """Blur with a separable Gaussian of standard deviation ``sigma`` pixels (radius ceil(3 sigma)).
+
+    ``padding`` says what lies beyond the border: "zeros" (default: for MNIST-like images the
+    black background continues, so ink blurred past the border is lost and nothing bright is
+    invented), "replicate" (edge pixels repeat) or "reflect" (needs radius < H and W).
+    ``sigma = 0`` returns a copy.
+    """
+    x = check_images(x)
+    if padding not in PADDING_MODES:
+        raise InputError(f"padding must be one of {', '.join(PADDING_MODES)}, got {padding!r}")
+    dtype = _compute_dtype(x)
+    kernel = gaussian_kernel(sigma, dtype=dtype).to(x.device)
+    radius = (kernel.numel() - 1) // 2
+    n, c, h, w = x.shape
+    if radius == 0 or x.numel() == 0:
+        return x.clone()
+    if padding == "reflect" and radius >= min(h, w):
+        raise InputError(
+            f"sigma={sigma:g} needs a kernel radius of {radius} px, too large for reflect padding of "
+            f"{h}x{w} images (radius must be < {min(h, w)}); use padding='zeros' or 'replicate'"
+        )
+    mode = "constant" if padding == "zeros" else padding
+    flat = x.to(dtype).reshape(n * c, 1, h, w)
+    flat = F.pad(flat, (radius, radius, radius, radius), mode=mode)
+    flat = F.conv2d(flat, kernel.reshape(1, 1, 1, -1))  # along rows (width)
+    flat = F.conv2d(flat, kernel.reshape(1, 1, -1, 1))  # along columns (height)
+    return _finish(flat.reshape(n, c, h, w), x)
+
+
+def shift(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """Translate by whole pixels, ``dx`` to the right and ``dy`` down (negative: left / up).
+
+    Pixels moved out of the frame are dropped and the uncovered area is zero (black); a shift
+    of at least the image size leaves an all-zero image.
+    """
+    x = check_images(x)
+    dx, dy = _check_int(dx, "dx"), _check_int(dy, "dy")
+    h, w = x.shape[-2:]
+    out = torch.zeros_like(x)
+    if abs(dx) >= w or abs(dy) >= h:
+        return out
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        ..., max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+    ]
+    return out
+
+
+CORRUPTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "rotate90": partial(rotate, degrees=ROTATE_DEGREES),
+    "invert": invert,
+    "blur": partial(gaussian_blur, sigma=BLUR_SIGMA),
+    "shift": partial(shift, dx=SHIFT_PIXELS[0], dy=SHIFT_PIXELS[1]),
+}
+
+CORRUPTION_DESCRIPTIONS: dict[str, str] = {
+    "rotate90": f"rotated {ROTATE_DEGREES:g} degrees counter-clockwise about the centre (bilinear, zero fill)",
+    "invert": "inverted (1 - x): dark strokes on a white background",
+    "blur": f"blurred by a Gaussian of sigma {BLUR_SIGMA:g} px (radius {math.ceil(3 * BLUR_SIGMA)} px, zero padding)",
+    "shift": (
+        f"shifted {SHIFT_PIXELS[0]} px right and {SHIFT_PIXELS[1]} px down with zero fill: a centred 28x28 "
+        "digit loses its bottom and right edges (about 29% of MNIST's ink)"
+    ),
+}
