@@ -68,7 +68,7 @@ def test_validation_messages(tiny_cnn):
     bad[1, 0, 0, 0] = float("inf")
     with pytest.raises(InputError, match="contain 2 NaN or infinite values"):
         tiny_cnn.logits(bad)
-    with pytest.raises(InputError, match=r"bounds \[0.0, 1.0\], found values in \[0, 2\]"):
+    with pytest.raises(InputError, match=r"bounds \[0, 1\], found values in \[0, 2\]"):
         tiny_cnn.logits(torch.rand(2, 1, 28, 28) * 0 + torch.tensor([0.0, 2.0]).view(2, 1, 1, 1))
     with pytest.raises(InputError, match="torch tensor or numpy array, got list"):
         tiny_cnn.logits([[0.0]])

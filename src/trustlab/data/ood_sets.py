@@ -245,8 +245,8 @@ def _derived_seed(seed: int, name: str) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def _file_set(name: str, count: int, root: str | os.PathLike | None) -> OODSet:
-    data = load_dataset(name, "test", root=root)
+def _file_set(name: str, count: int, root: str | os.PathLike | None, split: str = "test") -> OODSet:
+    data = load_dataset(name, split, root=root)
     x = data.x[:count].clone() if count < len(data) else data.x
     return OODSet(name, x, OOD_DESCRIPTIONS[name])
 
@@ -258,11 +258,13 @@ def ood_suite(
     root: str | os.PathLike | None = None,
     seed: int = 0,
     include: Iterable[str] | None = None,
+    notmnist_split: str = "test",
 ) -> dict[str, OODSet]:
     """The standard OOD sets for a model of 1 x 28 x 28 MNIST-like images, by name.
 
-    ``in_distribution_x`` (N x 1 x 28 x 28 in [0, 1]) is what the model was trained on; its
-    corruptions form the ``mnist_*`` sets. ``n`` caps every set: file-based and corrupted sets
+    ``in_distribution_x`` (N x 1 x 28 x 28 in [0, 1]) are held-out in-distribution inputs; their
+    corruptions form the ``mnist_*`` sets. ``notmnist_split`` is "test" or the bundled "sample".
+    ``n`` caps every set: file-based and corrupted sets
     keep their first ``n`` examples, generated sets have exactly ``n`` (default
     ``len(in_distribution_x)``). Generated sets draw from seeds derived from ``seed`` and their
     name. ``include`` restricts the suite to the listed names (see ``OOD_SET_NAMES``), in that order.
@@ -284,7 +286,7 @@ def ood_suite(
     for name in names:
         if name == "notmnist":
             try:
-                suite[name] = _file_set(name, count, root)
+                suite[name] = _file_set(name, count, root, notmnist_split)
             except DataNotFoundError as exc:
                 if explicit:
                     raise

@@ -20,7 +20,7 @@ from trustlab.exceptions import GradientsUnavailableError, InputError
 BOUNDS_TOLERANCE = 1e-6
 ERR_SHAPE = "{name} have shape {got}, but (N, {expected}) is expected"
 ERR_NAN = "{name} contain {count} NaN or infinite values"
-ERR_BOUNDS = "{name} must lie in the model's bounds [{low}, {high}], found values in [{min:.4g}, {max:.4g}]"
+ERR_BOUNDS = "{name} must lie in the input bounds [{low:g}, {high:g}], found values in [{min:.4g}, {max:.4g}]"
 
 
 def _as_tensor(x: Any, name: str) -> torch.Tensor:

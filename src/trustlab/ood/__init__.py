@@ -1,0 +1,1 @@
+"""Reliability alarm: out-of-distribution detectors, conformal thresholds, a guarded classifier."""

@@ -1,0 +1,286 @@
+"""The detector contract, its registry and its one-file artefact.
+
+A detector learns what in-distribution inputs look like (``fit``) and gives every new input one
+score, **higher = more out-of-distribution** (``score``). Scoring is batched, gradient-free and
+bounded by ``batch_size``; inputs are validated like a classifier's (shape, NaN, bounds).
+
+Artefact: one safetensors file, the learned tensors plus JSON metadata (detector name, config,
+input shape and bounds). No pickles. Post-hoc detectors read a classifier, which is not stored
+in a detector file (a :class:`~trustlab.ood.guard.GuardedClassifier` stores both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
+
+from trustlab.exceptions import InputError, ModelLoadError, NotFittedError, UnknownNameError
+from trustlab.files import atomic_write_bytes
+from trustlab.models.classifier import Classifier, validate_inputs
+
+FORMAT = "trustlab-detector/1"
+ERR_NOT_FITTED = "{name} detector is not fitted; call fit(in_distribution_data) first"
+
+_DETECTORS: dict[str, type[Detector]] = {}
+
+
+def _unpack(data: Any, y: Any) -> tuple[Any, Any]:
+    """Accept a trustlab Dataset (x and labels) or an array of inputs (labels optional)."""
+    if hasattr(data, "x") and hasattr(data, "y"):
+        return data.x, data.y if y is None else y
+    return data, y
+
+
+class Detector:
+    """Base of every OOD detector. Subclasses set ``name``, implement ``_fit`` and ``_score_batch``
+    and list their JSON-able constructor arguments in ``config()``."""
+
+    name: ClassVar[str] = ""
+    needs_classifier: ClassVar[bool] = False
+    score_label: ClassVar[str] = "score"  # what the number is, for tables and axis labels
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            _DETECTORS[cls.name] = cls
+
+    def __init__(self, *, batch_size: int = 256) -> None:
+        if int(batch_size) < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.input_shape_: tuple[int, ...] | None = None
+        self.bounds_: tuple[float, float] | None = None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ contract ---------------
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-able) that rebuild this detector before its state is loaded."""
+        return {"batch_size": self.batch_size}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Learned tensors (what ``fit`` computed)."""
+        raise NotImplementedError
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        raise NotImplementedError
+
+    def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores of one validated batch, under ``torch.no_grad``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ public -----------------
+    @property
+    def fitted(self) -> bool:
+        return self.input_shape_ is not None
+
+    def _input_spec(self, x: torch.Tensor) -> tuple[tuple[int, ...], tuple[float, float] | None]:
+        """Shape and bounds new inputs must have; learned from the fitting data by default."""
+        return tuple(x.shape[1:]), (0.0, 1.0) if x.ndim == 4 else None
+
+    def fit(self, data: Any, y: Any = None) -> Detector:
+        """Learn the in-distribution from ``data`` (a Dataset or an array of inputs); returns self."""
+        x, y = _unpack(data, y)
+        x = validate_inputs(x, tuple(torch.as_tensor(x).shape[1:]), None, name="training inputs")
+        if x.shape[0] < 2:
+            raise InputError(f"fit needs at least 2 in-distribution examples, got {x.shape[0]}")
+        shape, bounds = self._input_spec(x)
+        x = validate_inputs(x, shape, bounds, name="training inputs")
+        if y is not None:
+            y = torch.as_tensor(y).long()
+            if y.shape != (x.shape[0],):
+                raise InputError(f"labels must be a vector of {x.shape[0]} class indices, got shape {tuple(y.shape)}")
+        self._fit(x, y)
+        self.input_shape_, self.bounds_ = shape, bounds
+        return self
+
+    def validate(self, x: Any) -> torch.Tensor:
+        if not self.fitted:
+            raise NotFittedError(ERR_NOT_FITTED.format(name=self.name))
+        return validate_inputs(x, self.input_shape_, self.bounds_)
+
+    def score(self, x: Any) -> torch.Tensor:
+        """One float64 score per input (higher = more out-of-distribution), ``batch_size`` at a time."""
+        x = self.validate(x)
+        out = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], self.batch_size):
+                out.append(self._score_batch(x[start : start + self.batch_size]).detach().double().cpu())
+        return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
+
+    def set_fitted(self, input_shape: tuple[int, ...], bounds: tuple[float, float] | None) -> None:
+        self.input_shape_ = tuple(int(s) for s in input_shape)
+        self.bounds_ = None if bounds is None else (float(bounds[0]), float(bounds[1]))
+
+
+class PosthocDetector(Detector):
+    """A detector that reads a classifier's outputs (logits and penultimate features).
+
+    Features are the input of ``layer`` (a module name); by default the classifier's last
+    ``nn.Linear``, i.e. the penultimate activations. One forward pass gives logits and features,
+    which is how a guarded classifier scores an input at almost no extra cost.
+    """
+
+    needs_classifier = True
+    uses_features: ClassVar[bool] = False
+
+    def __init__(self, classifier: Classifier, *, layer: str | None = None, batch_size: int = 256) -> None:
+        super().__init__(batch_size=batch_size)
+        if not isinstance(classifier, Classifier):
+            raise InputError(f"classifier must be a trustlab Classifier, got {type(classifier).__name__}")
+        self.classifier = classifier
+        self.layer = layer
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "layer": self.layer}
+
+    def _input_spec(self, x: torch.Tensor) -> tuple[tuple[int, ...], tuple[float, float] | None]:
+        return self.classifier.input_shape, self.classifier.bounds
+
+    def _feature_module(self) -> torch.nn.Module:
+        modules = dict(self.classifier.module.named_modules())
+        if self.layer is not None:
+            if self.layer not in modules:
+                raise UnknownNameError(f"the model has no layer {self.layer!r}; its layers: {', '.join(modules)}")
+            return modules[self.layer]
+        linear = [name for name, m in modules.items() if isinstance(m, torch.nn.Linear)]
+        if not linear:
+            raise InputError(
+                f"the {self.name} detector needs penultimate features: the model has no nn.Linear layer; "
+                "pass layer= (the module whose input is the feature vector)"
+            )
+        self.layer = linear[-1]
+        return modules[self.layer]
+
+    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits and (if this detector uses them) flattened features of one validated batch."""
+        x = x.to(self.classifier.device)
+        if not self.uses_features:
+            return self.classifier.forward(x), None
+        captured: list[torch.Tensor] = []
+        hook = self._feature_module().register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+        try:
+            logits = self.classifier.forward(x)
+        finally:
+            hook.remove()
+        return logits, captured[0].flatten(1).float()
+
+    def _score_outputs(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
+        return self._score_outputs(*self.outputs(x))
+
+    def score_with_logits(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and scores from one forward pass per batch (what a guarded classifier uses)."""
+        x = self.validate(x)
+        logits, scores = [], []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], self.batch_size):
+                out, feats = self.outputs(x[start : start + self.batch_size])
+                logits.append(out.cpu())
+                scores.append(self._score_outputs(out, feats).double().cpu())
+        if not logits:
+            return torch.empty((0, self.classifier.num_classes)), torch.empty(0, dtype=torch.float64)
+        return torch.cat(logits), torch.cat(scores)
+
+    def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        """Stateless post-hoc scores need no fitting; feature-based ones override this."""
+
+
+def list_detectors() -> list[str]:
+    _import_detectors()
+    return sorted(_DETECTORS)
+
+
+def detector_class(name: str) -> type[Detector]:
+    _import_detectors()
+    if name not in _DETECTORS:
+        raise UnknownNameError(f"unknown detector {name!r}; expected one of: {', '.join(sorted(_DETECTORS))}")
+    return _DETECTORS[name]
+
+
+def make_detector(name: str, classifier: Classifier | None = None, **config: Any) -> Detector:
+    """Build detector ``name``; post-hoc detectors need the ``classifier`` they read."""
+    cls = detector_class(name)
+    try:
+        if cls.needs_classifier:
+            if classifier is None:
+                raise InputError(f"the {name} detector reads a classifier's outputs; pass classifier=")
+            return cls(classifier, **config)
+        return cls(**config)
+    except TypeError as exc:
+        raise InputError(f"bad options for the {name} detector: {exc}") from None
+
+
+def _import_detectors() -> None:
+    import trustlab.ood.generative  # noqa: F401
+    import trustlab.ood.posthoc  # noqa: F401
+
+
+# ---------------------------------------------------------------------- artefacts -------------
+def detector_metadata(detector: Detector) -> dict[str, str]:
+    if not detector.fitted:
+        raise NotFittedError(ERR_NOT_FITTED.format(name=detector.name))
+    spec = {
+        "name": detector.name,
+        "config": detector.config(),
+        "input_shape": list(detector.input_shape_),
+        "bounds": None if detector.bounds_ is None else list(detector.bounds_),
+    }
+    return {"detector": json.dumps(spec)}
+
+
+def detector_from_metadata(
+    spec: dict[str, Any], state: dict[str, torch.Tensor], classifier: Classifier | None, **overrides: Any
+) -> Detector:
+    detector = make_detector(spec["name"], classifier, **{**spec["config"], **overrides})
+    detector.set_fitted(spec["input_shape"], spec["bounds"])  # before the state: modules are built for the shape
+    try:
+        detector.load_state(state)
+    except (KeyError, RuntimeError) as exc:
+        raise ModelLoadError(f"stored {spec['name']} detector state does not fit its config ({exc})") from None
+    return detector
+
+
+def save_detector(detector: Detector, path: str | os.PathLike) -> Path:
+    """Write a fitted detector as one safetensors file (atomically)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in detector.state().items()}
+    return atomic_write_bytes(path, safetensors_save(state, metadata={"format": FORMAT, **detector_metadata(detector)}))
+
+
+def read_safetensors(path: str | os.PathLike, expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a trustlab safetensors artefact, with one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path} does not exist")
+    try:
+        raw = path.read_bytes()
+        state = safetensors_load(raw)
+        header_len = struct.unpack("<Q", raw[:8])[0]
+        metadata = json.loads(raw[8 : 8 + header_len]).get("__metadata__") or {}
+    except (SafetensorError, ValueError, struct.error) as exc:
+        raise ModelLoadError(f"{path} is not a readable safetensors file ({str(exc).splitlines()[0]})") from None
+    if metadata.get("format") != expected_format:
+        raise ModelLoadError(f"{path} is not a {expected_format} artefact (format {metadata.get('format')!r})")
+    return state, metadata
+
+
+def load_detector(path: str | os.PathLike, *, classifier: Classifier | None = None, **overrides: Any) -> Detector:
+    """Load a detector saved by :func:`save_detector`. ``overrides`` change scoring options
+    (e.g. ``score="recon"`` for a generative detector trained once and scored two ways)."""
+    state, metadata = read_safetensors(path, FORMAT)
+    return detector_from_metadata(json.loads(metadata["detector"]), state, classifier, **overrides)

@@ -1,0 +1,240 @@
+"""Evaluate detectors: fit, calibrate on one held-out in-distribution split, measure the realised
+false-alarm rate on a second one, and score every OOD set. Produces one :class:`AlarmResult`.
+
+Detectors are named by a short spec, ``name[:score][+ic]``: ``msp``, ``energy``, ``maxlogit``,
+``mahalanobis``, ``knn``, ``vae:recon``, ``vae:nelbo``, ``wgan:delta_z``, ``wgan:recon``; ``+ic``
+adds the input-complexity correction to a generative score with its slope fitted on the training
+data (``vae:nelbo+ic``); ``+ic1`` uses slope 1, Serrà et al.'s S(x) exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from trustlab.exceptions import InputError
+from trustlab.models.classifier import Classifier
+from trustlab.models.evaluation import wilson_interval
+from trustlab.ood.base import Detector, detector_class, make_detector
+from trustlab.ood.calibration import ConformalThreshold
+from trustlab.ood.generative import ComplexityCorrected
+from trustlab.ood.metrics import detection_metrics, roc_curve
+from trustlab.ood.reference import REFERENCE_DETECTORS, load_reference_detector, reference_record
+from trustlab.progress import progress
+from trustlab.report.results import Result
+
+POSTHOC = ("msp", "energy", "maxlogit", "mahalanobis", "knn")
+GENERATIVE = (
+    "vae:recon",
+    "vae:nelbo",
+    "vae:nelbo+ic",
+    "vae:nelbo+ic1",
+    "wgan:delta_z",
+    "wgan:recon",
+    "wgan:delta_z+ic",
+    "wgan:recon+ic",
+)
+ALL_DETECTORS = POSTHOC + GENERATIVE
+HISTOGRAM_BINS = 40
+ROC_POINTS = 101
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    label: str
+    name: str
+    score: str | None
+    complexity: float | None | bool  # False: none; None: fitted slope; a number: that slope
+
+
+def parse_detector(spec: str) -> DetectorSpec:
+    """``name[:score][+ic]`` -> DetectorSpec, with one-line errors for unknown names or scores."""
+    text = spec.strip()
+    base, _, suffix = text.partition("+")
+    if suffix not in ("", "ic", "ic1"):
+        raise InputError(f"detector {spec!r}: the only suffixes are +ic (fitted slope) and +ic1 (slope 1)")
+    complexity = {"": False, "ic": None, "ic1": 1.0}[suffix]
+    name, _, score = base.partition(":")
+    cls = detector_class(name)
+    if cls.needs_classifier and (score or complexity is not False):
+        raise InputError(f"detector {spec!r}: post-hoc detectors take no ':score' or '+ic'")
+    if name == "complexity":
+        raise InputError("write the complexity correction as a suffix: vae:nelbo+ic")
+    return DetectorSpec(text, name, score or None, complexity)
+
+
+@dataclass
+class FittedDetector:
+    detector: Detector
+    fit_seconds: float | None
+    note: str
+
+
+def build_detectors(
+    specs: list[str] | tuple[str, ...],
+    *,
+    classifier: Classifier,
+    train: Any,
+    pretrained: bool = True,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, FittedDetector]:
+    """Fit (or load) each detector in ``specs`` on the in-distribution training data ``train``.
+
+    With ``pretrained``, ``vae`` and ``wgan`` are the shipped MNIST detectors (their fit time is
+    the recorded training time); otherwise they are trained here. A generative model is built
+    once and scored every requested way. ``options`` maps a detector name to constructor options.
+    """
+    options = options or {}
+    parsed = [parse_detector(s) for s in specs]
+    generative: dict[str, tuple[Detector, float | None, str]] = {}
+    out: dict[str, FittedDetector] = {}
+    for spec in progress(parsed, desc="alarm: fitting detectors", total=len(parsed), unit="detector"):
+        if detector_class(spec.name).needs_classifier:
+            start = time.perf_counter()
+            detector = make_detector(spec.name, classifier, **options.get(spec.name, {})).fit(train)
+            out[spec.label] = FittedDetector(detector, time.perf_counter() - start, "fitted on the training data")
+            continue
+        if spec.name not in generative:
+            generative[spec.name] = _generative(spec.name, train, pretrained, options.get(spec.name, {}))
+        base, seconds, note = generative[spec.name]
+        detector = base.rescored(spec.score) if spec.score else base
+        if spec.complexity is not False:
+            start = time.perf_counter()
+            detector = ComplexityCorrected(base=detector, slope=spec.complexity).fit(train)
+            seconds = (seconds or 0.0) + time.perf_counter() - start
+        out[spec.label] = FittedDetector(detector, seconds, note)
+    return out
+
+
+def _generative(name: str, train: Any, pretrained: bool, options: dict[str, Any]) -> tuple[Detector, float, str]:
+    x = train.x if hasattr(train, "x") else torch.as_tensor(train)
+    if pretrained and name in REFERENCE_DETECTORS:
+        if tuple(x.shape[1:]) != (1, 28, 28):
+            raise InputError(
+                f"the shipped {name} detector was trained on MNIST (1 x 28 x 28); inputs here are "
+                f"{tuple(x.shape[1:])}: fit one on your training data instead (no --pretrained)"
+            )
+        record = reference_record(name)
+        return load_reference_detector(name), float(record["fit_seconds"]), "shipped weights (training time recorded)"
+    start = time.perf_counter()
+    detector = make_detector(name, **options).fit(train)
+    return detector, time.perf_counter() - start, "trained on the training data"
+
+
+@dataclass(frozen=True)
+class AlarmResult(Result):
+    """Detection table for detectors x OOD sets, calibrated thresholds and realised false-alarm rates."""
+
+    kind = "alarm"
+    dataset: str  # in-distribution data the held-out splits come from
+    train_dataset: str
+    alpha: float
+    calibration_examples: int
+    evaluation_examples: int
+    detectors: tuple[str, ...]
+    score_labels: dict[str, str]
+    sets: tuple[str, ...]
+    set_sizes: dict[str, int]
+    set_descriptions: dict[str, str]
+    metrics: dict[str, dict[str, dict[str, float]]]  # detector -> set -> metric -> value
+    thresholds: dict[str, float]
+    false_alarm_rate: dict[str, float]
+    false_alarm_interval: dict[str, tuple[float, float]]
+    fit_seconds: dict[str, float | None]
+    fit_notes: dict[str, str]
+    score_ms_per_1000: dict[str, float]
+    histograms: dict[str, dict[str, Any]]  # detector -> {"log", "edges", "in_distribution", "sets": {set: counts}}
+    roc_grid: tuple[float, ...]
+    roc: dict[str, dict[str, tuple[float, ...]]]  # detector -> set -> detection rate on roc_grid
+
+    def best(self, ood_set: str, metric: str = "auroc") -> str:
+        """The detector with the highest ``metric`` on ``ood_set``."""
+        return max(self.detectors, key=lambda d: self.metrics[d][ood_set][metric])
+
+
+def _histogram(in_scores: np.ndarray, sets: dict[str, np.ndarray]) -> dict[str, Any]:
+    pooled = np.concatenate([in_scores, *sets.values()])
+    lo, hi = np.quantile(pooled, [0.005, 0.995])
+    lo, hi = min(lo, in_scores.min()), max(hi, np.quantile(in_scores, 0.999))
+    if not hi > lo:
+        hi = lo + 1.0
+    log = bool(lo > 0 and hi / lo > 20)  # positive scores spanning decades: log-spaced bins
+    edges = np.geomspace(lo, hi, HISTOGRAM_BINS + 1) if log else np.linspace(lo, hi, HISTOGRAM_BINS + 1)
+
+    def counts(values: np.ndarray) -> list[int]:
+        return np.histogram(np.clip(values, lo, hi), bins=edges)[0].tolist()
+
+    return {
+        "log": log,
+        "edges": edges.tolist(),
+        "in_distribution": counts(in_scores),
+        "sets": {name: counts(v) for name, v in sets.items()},
+    }
+
+
+def evaluate_alarm(
+    detectors: dict[str, FittedDetector],
+    *,
+    calibration: Any,
+    evaluation: Any,
+    ood_sets: dict[str, Any],
+    alpha: float = 0.05,
+    dataset: str = "",
+    train_dataset: str = "",
+) -> AlarmResult:
+    """Calibrate each detector on ``calibration`` (held-out in-distribution inputs), measure its
+    false alarms on ``evaluation`` (a second held-out split) and its detection of each OOD set."""
+    if not ood_sets:
+        raise InputError("no OOD sets to evaluate against")
+    cal_x = calibration.x if hasattr(calibration, "x") else calibration
+    eval_x = evaluation.x if hasattr(evaluation, "x") else evaluation
+    set_x = {name: s.x for name, s in ood_sets.items()}
+    metrics, thresholds, far, far_ci, score_ms, histograms, roc = {}, {}, {}, {}, {}, {}, {}
+    grid: list[float] = []
+    for label, fitted in progress(detectors.items(), desc="alarm: scoring", total=len(detectors), unit="detector"):
+        det = fitted.detector
+        start = time.perf_counter()
+        cal_scores, eval_scores = det.score(cal_x), det.score(eval_x)
+        out_scores = {name: det.score(x).numpy() for name, x in set_x.items()}
+        scored = len(cal_x) + len(eval_x) + sum(len(x) for x in set_x.values())
+        score_ms[label] = 1000 * (time.perf_counter() - start) / scored * 1000
+        threshold = ConformalThreshold.fit(cal_scores, alpha)
+        thresholds[label] = threshold.threshold
+        alarms = int(threshold.alarms(eval_scores).sum())
+        far[label] = alarms / len(eval_scores)
+        far_ci[label] = wilson_interval(alarms, len(eval_scores))
+        in_scores = eval_scores.numpy()
+        metrics[label] = {
+            name: detection_metrics(in_scores, scores, threshold.threshold) for name, scores in out_scores.items()
+        }
+        histograms[label] = _histogram(in_scores, out_scores)
+        roc[label] = {}
+        for name, scores in out_scores.items():
+            grid, tpr = roc_curve(in_scores, scores, points=ROC_POINTS)
+            roc[label][name] = tuple(tpr)
+    return AlarmResult(
+        dataset=dataset,
+        train_dataset=train_dataset,
+        alpha=float(alpha),
+        calibration_examples=len(cal_x),
+        evaluation_examples=len(eval_x),
+        detectors=tuple(detectors),
+        score_labels={label: f.detector.score_label for label, f in detectors.items()},
+        sets=tuple(ood_sets),
+        set_sizes={name: len(x) for name, x in set_x.items()},
+        set_descriptions={name: getattr(s, "description", name) for name, s in ood_sets.items()},
+        metrics=metrics,
+        thresholds=thresholds,
+        false_alarm_rate=far,
+        false_alarm_interval=far_ci,
+        fit_seconds={label: f.fit_seconds for label, f in detectors.items()},
+        fit_notes={label: f.note for label, f in detectors.items()},
+        score_ms_per_1000=score_ms,
+        histograms=histograms,
+        roc_grid=tuple(grid),
+        roc=roc,
+    )
