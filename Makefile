@@ -37,7 +37,7 @@ BENCH_BIN   := $(BENCH_VENV)/bin
 BENCH_STAMP := $(BENCH_VENV)/.installed
 ARGS        ?=
 
-.PHONY: bench-setup bench-robustness bench-clean
+.PHONY: bench-setup bench-robustness bench-alarm bench-clean
 
 $(BENCH_STAMP): pyproject.toml constraints.txt benchmarks/requirements.txt benchmarks/requirements-nodeps.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -50,6 +50,10 @@ bench-setup: $(BENCH_STAMP)
 
 bench-robustness: bench-setup
 	$(BENCH_BIN)/python benchmarks/robustness.py $(ARGS)
+
+# The alarm benchmark needs no peer library (see its docstring): it runs in the project's .venv.
+bench-alarm: setup
+	$(BIN)/python benchmarks/alarm.py $(ARGS)
 
 bench-clean:
 	rm -rf $(BENCH_VENV)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trustlab.cli import main
+from cli_helpers import assert_one_line_error, run_cli
 from trustlab.data.idx import write_idx
 
 
@@ -20,22 +20,6 @@ class _TouchOnUnpickle:
 
     def __reduce__(self):
         return (Path.touch, (self.marker,))
-
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main(["--quiet", *map(str, args)])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("trustlab: error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("command", ["datasets", "train", "evaluate", "report", "demo"])
@@ -58,6 +42,7 @@ def test_demo_writes_a_report(capsys, tmp_path):
     assert "Accuracy (mnist/sample)" in html and "Model card" in html and "Training" in html
     results = json.loads((tmp_path / "demo" / "results.json").read_text())["results"]
     assert results["accuracy-mnist-sample"]["accuracy"] >= 0.97
+    assert "Reliability alarm" in html and results["alarm-mnist"]["sets"][0] == "notmnist"
     assert not (tmp_path / "demo" / "checkpoints").exists()
 
 

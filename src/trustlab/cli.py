@@ -475,6 +475,289 @@ def run_robustness(
     return lines
 
 
+# ---------------------------------------------------------------------- reliability alarm -----
+@cli.group()
+def alarm() -> None:
+    """Reliability alarm: flag inputs too unlike the training data to trust the prediction."""
+
+
+def _alarm_data_options(fn: Any) -> Any:
+    options = [
+        click.option(
+            "--train-split", default="train", show_default=True, help="split of --dataset the detectors learn from"
+        ),
+        click.option(
+            "--holdout-split",
+            default="test",
+            show_default=True,
+            help="held-out split of --dataset: half calibrates the threshold, the other half measures false alarms",
+        ),
+        click.option(
+            "--alpha",
+            type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+            default=0.05,
+            show_default=True,
+            help="target false-alarm rate on in-distribution inputs",
+        ),
+        click.option(
+            "--pretrained/--no-pretrained",
+            default=True,
+            show_default=True,
+            help="vae and wgan: use the shipped MNIST detectors instead of training new ones",
+        ),
+        click.option("--seed", type=int, default=0, show_default=True, help="seed of the held-out split"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _alarm_inputs(model, dataset, train_split, holdout_split, arch, allow_pickle, data_dir, batch_size, seed):
+    """Classifier, training data and the two halves (calibration, evaluation) of the held-out split."""
+    from trustlab.ood.calibration import split_holdout
+
+    train = _load_data(dataset, train_split, data_dir)
+    holdout = _load_data(dataset, holdout_split, data_dir)
+    classifier, source = _load_classifier(
+        model, arch=arch, allow_pickle=allow_pickle, input_shape=holdout.input_shape, batch_size=batch_size
+    )
+    first, second = split_holdout(len(holdout), seed=seed)
+    return classifier, source, train, holdout.subset(first), holdout.subset(second)
+
+
+@alarm.command("fit")
+@_model_and_data_options
+@_alarm_data_options
+@click.option(
+    "--detector",
+    default="vae:recon",
+    show_default=True,
+    help="msp, energy, maxlogit, mahalanobis, knn, vae:recon, vae:nelbo, wgan:delta_z, wgan:recon (+ic: complexity)",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="guard artefact (.safetensors)"
+)
+@_data_dir_option
+def alarm_fit(
+    model,
+    dataset,
+    split,
+    arch,
+    allow_pickle,
+    train_split,
+    holdout_split,
+    alpha,
+    pretrained,
+    seed,
+    detector,
+    batch_size,
+    out,
+    data_dir,
+) -> None:
+    """Fit a detector, calibrate its threshold and save the guarded classifier as one file."""
+    from trustlab.ood.evaluate import build_detectors, parse_detector
+    from trustlab.ood.guard import GuardedClassifier
+
+    parse_detector(detector)  # a typo fails before any data is read
+    if split is not None:
+        holdout_split = split
+    classifier, _, train, calibration, evaluation = _alarm_inputs(
+        model, dataset, train_split, holdout_split, arch, allow_pickle, data_dir, batch_size, seed
+    )
+    fitted = build_detectors([detector], classifier=classifier, train=train, pretrained=pretrained)[detector.strip()]
+    guard = GuardedClassifier.calibrate(classifier, fitted.detector, calibration, alpha=alpha)
+    realised = guard.predict(evaluation.x).alarms.double().mean().item()
+    guard.save(out)
+    click.echo(
+        f"{detector}: threshold {guard.threshold.threshold:.6g} at alpha {alpha:g} from {len(calibration):,} "
+        f"held-out inputs; false alarms on {len(evaluation):,} other held-out inputs: {100 * realised:.2f}%; "
+        f"saved {out}"
+    )
+
+
+@alarm.command("evaluate")
+@_model_and_data_options
+@_alarm_data_options
+@click.option(
+    "--detector",
+    "detector_specs",
+    multiple=True,
+    help="detector to evaluate (repeatable; default: all, post-hoc and generative)",
+)
+@click.option("--sets", "set_names", default=None, help="comma-separated OOD sets (default: all available)")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="cap every OOD set at N inputs")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/alarm"), show_default=True)
+@_data_dir_option
+def alarm_evaluate(
+    model,
+    dataset,
+    split,
+    arch,
+    allow_pickle,
+    train_split,
+    holdout_split,
+    alpha,
+    pretrained,
+    seed,
+    detector_specs,
+    set_names,
+    limit,
+    batch_size,
+    out,
+    data_dir,
+) -> None:
+    """Detection table of detectors x OOD sets, calibrated false-alarm rates, figures and report."""
+    from trustlab.ood.evaluate import ALL_DETECTORS, parse_detector
+    from trustlab.report.html import write_report
+    from trustlab.report.run import RunDirectory
+
+    for spec in detector_specs:
+        parse_detector(spec)  # a typo fails before any data is read
+    if split is not None:
+        holdout_split = split
+    classifier, source, train, calibration, evaluation = _alarm_inputs(
+        model, dataset, train_split, holdout_split, arch, allow_pickle, data_dir, batch_size, seed
+    )
+    run = RunDirectory(out, seed=seed, command=sys.argv)
+    run.describe_model(classifier, source=source)
+    for data in (train, calibration):
+        run.describe_data(data)
+    include = None if set_names is None else [s.strip() for s in set_names.split(",") if s.strip()]
+    for line in run_alarm(
+        run,
+        classifier,
+        train,
+        calibration,
+        evaluation,
+        detectors=list(detector_specs) or list(ALL_DETECTORS),
+        alpha=alpha,
+        pretrained=pretrained,
+        include=include,
+        limit=limit,
+        data_dir=data_dir,
+        seed=seed,
+    ):
+        click.echo(line)
+    click.echo(f"report written to {write_report(out)}")
+
+
+def run_alarm(
+    run,
+    classifier,
+    train,
+    calibration,
+    evaluation,
+    *,
+    detectors,
+    alpha,
+    pretrained=True,
+    include=None,
+    limit=None,
+    data_dir=None,
+    seed=0,
+    notmnist_split="test",
+) -> list[str]:
+    """Fit, calibrate and evaluate ``detectors`` into ``run``; return summary lines."""
+    from trustlab.data.ood_sets import ood_suite
+    from trustlab.ood.evaluate import build_detectors, evaluate_alarm
+
+    sets = ood_suite(evaluation.x, n=limit, root=data_dir, seed=seed, include=include, notmnist_split=notmnist_split)
+    key = f"alarm-{evaluation.name}"
+    with run.timed(key):
+        fitted = build_detectors(detectors, classifier=classifier, train=train, pretrained=pretrained)
+        result = evaluate_alarm(
+            fitted,
+            calibration=calibration,
+            evaluation=evaluation,
+            ood_sets=sets,
+            alpha=alpha,
+            dataset=f"{evaluation.name}/{evaluation.split} (held out)",
+            train_dataset=f"{train.name}/{train.split}",
+        )
+    run.add(key, result)
+    focus = "notmnist" if "notmnist" in result.sets else result.sets[0]
+    lines = []
+    for d in result.detectors:
+        m = result.metrics[d][focus]
+        accepted = 100 * m["fpr_ood_accepted_at_95_id"]
+        lines.append(
+            f"{d:<16} {focus} AUROC {m['auroc']:.4f}, OOD accepted at 95% ID {accepted:.1f}%;"
+            f" false alarms {100 * result.false_alarm_rate[d]:.2f}% (target {100 * alpha:g}%)"
+        )
+    return lines
+
+
+def _read_inputs(paths: tuple[Path, ...], input_shape: tuple[int, ...]):
+    """Inputs from .npy / .npz (array 'x') files, or image files resized to the model's input."""
+    import numpy as np
+    import torch
+
+    from trustlab.exceptions import InputError
+
+    batches, names = [], []
+    for path in paths:
+        suffix = path.suffix.lower()
+        if suffix in (".npy", ".npz"):
+            try:
+                loaded = np.load(path, allow_pickle=False)
+                array = loaded["x"] if suffix == ".npz" else loaded
+            except (ValueError, KeyError, OSError) as exc:
+                raise InputError(f"cannot read inputs from {path}: {str(exc).splitlines()[0]}") from None
+            array = np.asarray(array, dtype=np.float32)
+            if array.shape == tuple(input_shape):
+                array = array[None]
+            batches.append(torch.from_numpy(array))
+            names += [f"{path.name}[{i}]" for i in range(array.shape[0])]
+        else:
+            from PIL import Image, UnidentifiedImageError
+
+            channels, height, width = input_shape
+            try:
+                with Image.open(path) as image:
+                    image = image.convert("L" if channels == 1 else "RGB").resize((width, height))
+            except (UnidentifiedImageError, OSError) as exc:
+                raise InputError(f"cannot read image {path}: {str(exc).splitlines()[0]}") from None
+            pixels = np.asarray(image, dtype=np.float32) / 255.0
+            pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+            batches.append(torch.from_numpy(np.ascontiguousarray(pixels))[None])
+            names.append(path.name)
+    return torch.cat(batches), names
+
+
+@alarm.command("predict")
+@click.option(
+    "--guard",
+    "guard_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="guard artefact written by `trustlab alarm fit`",
+)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per input instead of a table")
+def alarm_predict(guard_path: Path, inputs: tuple[Path, ...], as_json: bool) -> None:
+    """Predict with a guarded classifier: label, probability, OOD score, p-value, alarm.
+
+    INPUTS: .npy files, .npz files (array x), or image files (resized to the model's input).
+    """
+    from trustlab.ood.guard import GuardedClassifier
+
+    guard = GuardedClassifier.load(guard_path)
+    x, names = _read_inputs(inputs, guard.classifier.input_shape)
+    out = guard.predict(x)
+    records = out.records(guard.classifier.class_names)
+    if as_json:
+        for name, record in zip(names, records):
+            click.echo(json.dumps({"input": name, **record}))
+        return
+    click.echo(f"{'input':<24} {'class':>8} {'prob':>6} {'score':>11} {'p-value':>8}  alarm")
+    for name, r in zip(names, records):
+        flag = "ALARM" if r["alarm"] else "-"
+        click.echo(f"{name:<24} {r['class']:>8} {r['probability']:6.3f} {r['score']:11.5g} {r['p_value']:8.4f}  {flag}")
+    click.echo(f"{int(out.alarms.sum())} of {len(out)} inputs raised the alarm (alpha {guard.alpha:g})")
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -512,11 +795,45 @@ def demo(out: Path) -> None:
     robustness_lines += run_robustness(
         run, classifier, data.subset(slice(0, 300)), FGSM(), search=False, eps_max=1.0, tol=1 / 256, regions=True
     )
+    alarm_lines = _demo_alarm(run, classifier, data)
     path = write_report(out, title="trustlab demo: reference MNIST CNN")
     click.echo(f"accuracy {100 * result.accuracy:.2f}% on the bundled MNIST sample ({result.examples:,} digits)")
-    for line in robustness_lines:
+    for line in robustness_lines + alarm_lines:
         click.echo(line)
     click.echo(f"report written to {path}")
+
+
+DEMO_DETECTORS = ("msp", "energy", "mahalanobis", "knn", "vae:recon", "vae:nelbo", "wgan:delta_z", "wgan:recon")
+
+
+def _demo_alarm(run, classifier, data) -> list[str]:
+    """The alarm on the bundled sample: post-hoc detectors fit on 400 digits, the shipped VAE and
+    WGAN; thresholds calibrated on 300 other digits, false alarms measured on the last 300."""
+    from trustlab.ood.calibration import split_holdout
+
+    fit_idx, rest = split_holdout(len(data), fraction=0.4, seed=0)
+    calibration_idx, evaluation_idx = rest[: len(rest) // 2], rest[len(rest) // 2 :]
+    return run_alarm(
+        run,
+        classifier,
+        data.subset(fit_idx),
+        data.subset(calibration_idx),
+        data.subset(evaluation_idx),
+        detectors=list(DEMO_DETECTORS),
+        alpha=0.05,
+        limit=300,
+        notmnist_split="sample",
+        include=[
+            "notmnist",
+            "uniform_noise",
+            "gaussian_noise",
+            "natural_crops",
+            "mnist_rotate90",
+            "mnist_invert",
+            "mnist_blur",
+            "mnist_shift",
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -77,6 +77,7 @@ def _pct(value: float | None) -> str:
 # Importing the producers registers their result kinds for deserialisation.
 from trustlab.models.evaluation import AccuracyResult, ModelCard  # noqa: E402
 from trustlab.models.training import TrainingResult  # noqa: E402
+from trustlab.ood.evaluate import AlarmResult  # noqa: E402
 from trustlab.robustness.evaluate import RobustAccuracyResult  # noqa: E402
 from trustlab.robustness.profile import RobustnessResult  # noqa: E402
 from trustlab.robustness.regions import RegionResult  # noqa: E402
@@ -321,4 +322,118 @@ def _robust_accuracy(name: str, result: RobustAccuracyResult) -> Section:
         facts=facts,
         tables=[table],
         figures=[fig],
+    )
+
+
+def _matrix(result: AlarmResult, metric: str, caption: str, percent: bool = False) -> Table:
+    def cell(value: float) -> str:
+        return _pct(value) if percent else f"{value:.4f}"
+
+    rows = [[d] + [cell(result.metrics[d][s][metric]) for s in result.sets] for d in result.detectors]
+    return Table(["detector", *result.sets], rows, caption)
+
+
+@section("alarm", order=30)
+def _alarm(name: str, result: AlarmResult) -> Section:
+    focus = "notmnist" if "notmnist" in result.sets else result.sets[0]
+    best = result.best(focus)
+    best_metrics = result.metrics[best][focus]
+    paragraphs = [
+        Markup(
+            "Detectors learn the training data ({}); each is thresholded at a target false-alarm rate "
+            "alpha = {:g} on {:,} held-out in-distribution inputs ({}), with the finite-sample conformal "
+            "correction, and its realised false-alarm rate is measured on {:,} other held-out inputs. "
+            "Scores: higher = more out-of-distribution."
+        ).format(
+            result.train_dataset,
+            result.alpha,
+            result.calibration_examples,
+            result.dataset,
+            result.evaluation_examples,
+        ),
+        Markup(
+            "Best on <b>{}</b>: <b>{}</b>, AUROC {:.4f}, {} of OOD inputs accepted at 95% in-distribution accepted."
+        ).format(focus, best, best_metrics["auroc"], _pct(best_metrics["fpr_ood_accepted_at_95_id"])),
+    ]
+    calibration = Table(
+        ["detector", "threshold", "realised false alarms (95% CI)", "fit time", "scoring (ms / 1,000 inputs)", "fit"],
+        [
+            [
+                d,
+                f"{result.thresholds[d]:.5g}",
+                f"{_pct(result.false_alarm_rate[d])} ({_pct(result.false_alarm_interval[d][0])} to "
+                f"{_pct(result.false_alarm_interval[d][1])})",
+                "n/a" if result.fit_seconds[d] is None else f"{result.fit_seconds[d]:.1f} s",
+                f"{result.score_ms_per_1000[d]:.0f}",
+                result.fit_notes[d],
+            ]
+            for d in result.detectors
+        ],
+        f"Calibration at alpha = {result.alpha:g}: threshold and false-alarm rate on the separate split",
+    )
+    full = Table(
+        [
+            "detector",
+            "AUROC",
+            "AUPR-in",
+            "AUPR-out",
+            "OOD accepted at 95% ID accepted",
+            "ID rejected at 95% OOD caught",
+            "detected at threshold",
+        ],
+        [
+            [d]
+            + [f"{result.metrics[d][focus][m]:.4f}" for m in ("auroc", "aupr_in", "aupr_out")]
+            + [
+                _pct(result.metrics[d][focus][m])
+                for m in ("fpr_ood_accepted_at_95_id", "fpr_id_rejected_at_95_ood", "detection_rate")
+            ]
+            for d in result.detectors
+        ],
+        f"All metrics on {focus}",
+    )
+    sets = Table(
+        ["OOD set", "inputs", "what it is"],
+        [[s, f"{result.set_sizes[s]:,}", result.set_descriptions[s]] for s in result.sets],
+        "Out-of-distribution sets",
+    )
+    auroc_rows = [[result.metrics[d][s]["auroc"] for s in result.sets] for d in result.detectors]
+    figs = [
+        Figure(
+            f"{name}-auroc",
+            "AUROC of every detector on every OOD set.",
+            figures.auroc_heatmap_figure(result.detectors, result.sets, auroc_rows),
+        ),
+        Figure(
+            f"{name}-histograms",
+            "Score distributions with the calibrated threshold.",
+            figures.score_histograms_figure(result.histograms, result.score_labels, result.thresholds, result.alpha),
+        ),
+        Figure(
+            f"{name}-roc",
+            "ROC curves (detection rate against false-alarm rate).",
+            figures.roc_figure(result.roc_grid, result.roc),
+        ),
+    ]
+    return Section(
+        name,
+        f"Reliability alarm ({result.dataset})",
+        30,
+        paragraphs=paragraphs,
+        tables=[
+            calibration,
+            _matrix(result, "auroc", "AUROC (1 = perfect, 0.5 = chance)"),
+            _matrix(
+                result, "fpr_ood_accepted_at_95_id", "OOD inputs accepted when 95% of in-distribution is accepted", True
+            ),
+            _matrix(
+                result,
+                "detection_rate",
+                f"OOD inputs raising the alarm at the alpha = {result.alpha:g} threshold",
+                True,
+            ),
+            full,
+            sets,
+        ],
+        figures=figs,
     )
