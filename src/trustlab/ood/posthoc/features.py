@@ -5,7 +5,9 @@
   shrunk towards a scaled identity, ``(1 - s) S + s (tr S / d) I``, so it stays invertible
   when features are rank-deficient (dead ReLUs, fewer examples than dimensions).
 - KNN (Sun et al. 2022): features scaled to unit length; score = distance to the k-th nearest
-  training feature.
+  training feature. Feature dimensions that are zero for every training example (dead ReLUs,
+  40% of the reference CNN's) add nothing to a dot product with the bank, so they are dropped
+  from it after normalisation: the same distances for less work.
 """
 
 from __future__ import annotations
@@ -106,15 +108,17 @@ class KNN(_FeatureDetector):
         if x.shape[0] < self.k:
             raise InputError(f"knn with k={self.k} needs at least {self.k} training examples, got {x.shape[0]}")
         feats, _ = self._training_features(x)
-        self.bank_ = torch.nn.functional.normalize(feats.float(), dim=1)
+        bank = torch.nn.functional.normalize(feats.float(), dim=1)
+        self.active_ = torch.nonzero(bank.abs().sum(dim=0) > 0).flatten()
+        self.bank_ = bank[:, self.active_].contiguous()
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"bank": self.bank_}
+        return {"bank": self.bank_, "active": self.active_}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.bank_ = state["bank"]
+        self.bank_, self.active_ = state["bank"], state["active"]
 
     def _score_outputs(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        z = torch.nn.functional.normalize(features.float(), dim=1)
+        z = torch.nn.functional.normalize(features.float(), dim=1)[:, self.active_.to(features.device)]
         cosine = (z @ self.bank_.to(z.device).T).topk(self.k, dim=1).values[:, -1]
         return (2.0 - 2.0 * cosine.double()).clamp_min(0.0).sqrt()
