@@ -22,6 +22,16 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module: on a loaded 2-core machine, two spinning threads
+    run ~10x slower. Modules that run models a lot use it (autouse in their folder's conftest)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def reference_data() -> Path:
     """The reference data directory, or a skip (a failure when TRUSTLAB_REQUIRE_DATA=1)."""

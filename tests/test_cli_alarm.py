@@ -70,7 +70,7 @@ def test_predict_bad_inputs_are_one_line_errors(capsys, guard_file, tmp_path):
     code, _, err = run_cli(capsys, "alarm", "predict", "--guard", guard_file, tmp_path / "fake.png")
     assert_one_line_error(code, err, "cannot read image")
     code, _, err = run_cli(capsys, "alarm", "predict", "--guard", tmp_path / "fake.png", tmp_path / "wrong.npy")
-    assert_one_line_error(code, err, "not a readable safetensors file")
+    assert_one_line_error(code, err, "damaged safetensors file")
 
 
 def test_fit_refuses_unknown_detectors(capsys, tmp_path):

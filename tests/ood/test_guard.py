@@ -67,7 +67,7 @@ def test_guard_validates_inputs_and_files(knn_guard, tmp_path):
         knn_guard.predict(torch.zeros(1, 28, 28))
     bogus = tmp_path / "bogus.safetensors"
     bogus.write_bytes(b"not a guard")
-    with pytest.raises(ModelLoadError, match="not a readable safetensors file"):
+    with pytest.raises(ModelLoadError, match="damaged safetensors file"):
         GuardedClassifier.load(bogus)
     with pytest.raises(ModelLoadError, match="does not exist"):
         GuardedClassifier.load(tmp_path / "missing.safetensors")

@@ -204,7 +204,8 @@ def _load_exported(path: Path, input_shape, batch_size, kwargs) -> Classifier:
     return _classifier(program.module(), path, declared, batch_size, kwargs)
 
 
-def _load_safetensors(path, architecture, config, input_shape, batch_size, kwargs) -> Classifier:
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and string metadata of a safetensors file, with a one-line error if damaged."""
     try:
         raw = path.read_bytes()
         state = safetensors_load(raw)
@@ -212,6 +213,11 @@ def _load_safetensors(path, architecture, config, input_shape, batch_size, kwarg
         metadata = json.loads(raw[8 : 8 + header_len]).get("__metadata__") or {}
     except (SafetensorError, ValueError, struct.error) as exc:
         raise ModelLoadError(f"{path} is a damaged safetensors file ({_first_line(exc)})") from None
+    return state, metadata
+
+
+def _load_safetensors(path, architecture, config, input_shape, batch_size, kwargs) -> Classifier:
+    state, metadata = read_safetensors(path)
     if metadata.get("format") == FORMAT:
         return classifier_from_description(json.loads(metadata["classifier"]), state, path, batch_size, **kwargs)
     return _from_object(state, path, architecture, config, input_shape, batch_size, kwargs)

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 from trustlab.exceptions import InputError, ModelLoadError, NotFittedError, UnknownNameError
 from trustlab.files import atomic_write_bytes
+from trustlab.models.artefacts import read_safetensors
 from trustlab.models.classifier import Classifier, validate_inputs
 
 FORMAT = "trustlab-detector/1"
@@ -262,18 +260,12 @@ def save_detector(detector: Detector, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, safetensors_save(state, metadata={"format": FORMAT, **detector_metadata(detector)}))
 
 
-def read_safetensors(path: str | os.PathLike, expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a trustlab safetensors artefact, with one-line errors."""
+def read_artefact(path: str | os.PathLike, expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a trustlab safetensors artefact of ``expected_format``."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path} does not exist")
-    try:
-        raw = path.read_bytes()
-        state = safetensors_load(raw)
-        header_len = struct.unpack("<Q", raw[:8])[0]
-        metadata = json.loads(raw[8 : 8 + header_len]).get("__metadata__") or {}
-    except (SafetensorError, ValueError, struct.error) as exc:
-        raise ModelLoadError(f"{path} is not a readable safetensors file ({str(exc).splitlines()[0]})") from None
+    state, metadata = read_safetensors(path)
     if metadata.get("format") != expected_format:
         raise ModelLoadError(f"{path} is not a {expected_format} artefact (format {metadata.get('format')!r})")
     return state, metadata
@@ -282,5 +274,5 @@ def read_safetensors(path: str | os.PathLike, expected_format: str) -> tuple[dic
 def load_detector(path: str | os.PathLike, *, classifier: Classifier | None = None, **overrides: Any) -> Detector:
     """Load a detector saved by :func:`save_detector`. ``overrides`` change scoring options
     (e.g. ``score="recon"`` for a generative detector trained once and scored two ways)."""
-    state, metadata = read_safetensors(path, FORMAT)
+    state, metadata = read_artefact(path, FORMAT)
     return detector_from_metadata(json.loads(metadata["detector"]), state, classifier, **overrides)

@@ -31,7 +31,7 @@ from trustlab.ood.base import (
     detector_class,
     detector_from_metadata,
     detector_metadata,
-    read_safetensors,
+    read_artefact,
 )
 from trustlab.ood.calibration import ConformalThreshold
 
@@ -139,7 +139,7 @@ class GuardedClassifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, batch_size: int = 256) -> GuardedClassifier:
-        tensors, metadata = read_safetensors(path, FORMAT)
+        tensors, metadata = read_artefact(path, FORMAT)
 
         def part(prefix: str) -> dict[str, torch.Tensor]:
             return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -169,6 +169,15 @@ def _panel_grid(count: int, columns: int = 3, size: tuple[float, float] = (3.6, 
     return fig, list(axes.flat)
 
 
+def _finish_panels(fig: plt.Figure, first: plt.Axes, title: str) -> bytes:
+    """One legend (the first panel's) under the grid, a title above it."""
+    handles, labels = first.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=7, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    return to_png(fig)
+
+
 def score_histograms_figure(
     histograms: dict[str, dict], score_labels: dict[str, str], thresholds: dict[str, float], alpha: float
 ) -> bytes:
@@ -193,11 +202,9 @@ def score_histograms_figure(
         ax.set_xlabel(score_labels.get(name, "score") + (" (log scale)" if hist.get("log") else ""), fontsize=7)
         ax.set_ylabel("share of inputs", fontsize=7)
         ax.tick_params(labelsize=7)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=7, bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle("OOD score distributions (higher = more out-of-distribution; edge bins hold the tails)")
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
-    return to_png(fig)
+    return _finish_panels(
+        fig, axes[0], "OOD score distributions (higher = more out-of-distribution; edge bins hold the tails)"
+    )
 
 
 def roc_figure(grid: Sequence[float], roc: dict[str, dict[str, Sequence[float]]]) -> bytes:
@@ -213,11 +220,7 @@ def roc_figure(grid: Sequence[float], roc: dict[str, dict[str, Sequence[float]]]
         ax.set_xlabel("false alarms on in-distribution (%)", fontsize=7)
         ax.set_ylabel("OOD inputs detected (%)", fontsize=7)
         ax.tick_params(labelsize=7)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=7, bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle("ROC curves per detector")
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
-    return to_png(fig)
+    return _finish_panels(fig, axes[0], "ROC curves per detector")
 
 
 def auroc_heatmap_figure(detectors: Sequence[str], sets: Sequence[str], values: Sequence[Sequence[float]]) -> bytes:
