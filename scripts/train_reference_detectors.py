@@ -13,7 +13,6 @@ Writes each detector artefact and a JSON record (settings, training curve, wall 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 
 from trustlab.data import load_dataset
 from trustlab.files import atomic_write_json
+from trustlab.models.classifier import tensors_sha256
 from trustlab.ood.base import save_detector
 from trustlab.ood.generative import VAEDetector, WGANInverter
 
@@ -57,12 +57,13 @@ def main() -> None:
             "fit_seconds": round(detector.fit_seconds_, 1),
             "train_data": f"{train_set.name}/{train_set.split}",
             "train_data_sha256": train_set.sha256,
-            "artefact_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            # the weights' digest: safetensors may order the file's metadata differently per process
+            "state_sha256": tensors_sha256(detector.state()),
             "torch": torch.__version__,
             "threads": args.threads,
         }
         atomic_write_json(args.out / f"{name}_mnist.json", record)
-        print(json.dumps({k: record[k] for k in ("detector", "fit_seconds", "artefact_sha256")}))
+        print(json.dumps({k: record[k] for k in ("detector", "fit_seconds", "state_sha256")}), path)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,16 @@ def validate_inputs(
     return x
 
 
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """Digest of named tensors (names, dtypes, shapes, bytes), independent of file layout."""
+    digest = hashlib.sha256()
+    for key, value in sorted(state.items()):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 def _broadcastable(stat: Any, input_shape: tuple[int, ...], name: str) -> torch.Tensor | None:
     """Per-channel (images) or per-feature (tabular) statistic shaped to broadcast over inputs."""
     if stat is None:
@@ -206,13 +216,8 @@ class Classifier:
         return sum(p.numel() for p in self.module.parameters())
 
     def weights_sha256(self) -> str:
-        """Digest of the state dict (names, dtypes, shapes, bytes): identifies the weights in manifests."""
-        digest = hashlib.sha256()
-        for key, value in sorted(self.module.state_dict().items()):
-            tensor = value.detach().cpu().contiguous()
-            digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
-            digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-        return digest.hexdigest()
+        """Digest of the state dict: identifies the weights in manifests."""
+        return tensors_sha256(self.module.state_dict())
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description, stored beside weights and in model cards."""
