@@ -25,6 +25,8 @@ _EXPORTS = {
     "evaluate": "trustlab.models.evaluation",
     "RunDirectory": "trustlab.report.run",
     "write_report": "trustlab.report.html",
+    "GuardedClassifier": "trustlab.ood.guard",
+    "load_reference_detector": "trustlab.ood.reference",
     "TrustlabError": "trustlab.exceptions",
 }
 
