@@ -33,7 +33,19 @@ def test_gradcam_by_hand_on_a_one_conv_model():
 
 def test_errors():
     model = Classifier(nn.Linear(4, 2), input_shape=(4,), bounds=None)
-    with pytest.raises(InputError, match="unknown explanation method 'lime'"):
-        explain(model, torch.zeros(1, 4), method="lime")
+    with pytest.raises(InputError, match="unknown explanation method 'limes'"):
+        explain(model, torch.zeros(1, 4), method="limes")
     with pytest.raises(InputError, match="images"):
-        explain(model, torch.zeros(1, 4))
+        explain(model, torch.zeros(1, 4), method="gradcam")
+
+
+def test_default_layer_is_the_rectified_feature_map():
+    """At the reference CNN's raw last convolution, the ReLU-ed map is empty for most digits."""
+    from trustlab.data import load_dataset
+    from trustlab.explain.attributions import last_conv_layer
+
+    model = load_reference_model()
+    assert last_conv_layer(model.module) is model.module.features[4]  # the ReLU after conv2
+    x = load_dataset("mnist", "sample").x[:50]
+    maps = explain(model, x, method="gradcam")
+    assert (maps.flatten(1).sum(dim=1) > 0).all()

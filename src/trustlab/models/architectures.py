@@ -75,10 +75,11 @@ class MnistCNN(nn.Module):
         )
         side = image_size // 4
         self.fc1 = nn.Linear(c2 * side * side, hidden)
+        self.act = nn.ReLU()  # a module, not torch.relu, so guided backpropagation can hook it
         self.fc2 = nn.Linear(hidden, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.fc1(self.features(x).flatten(1)))
+        return self.act(self.fc1(self.features(x).flatten(1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.embed(x))
