@@ -437,3 +437,7 @@ def _alarm(name: str, result: AlarmResult) -> Section:
         ],
         figures=figs,
     )
+
+
+# Sections of the explanation checks live in their own module; importing it registers them.
+import trustlab.report.explain_sections  # noqa: E402, F401
