@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,explain]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -29,15 +29,15 @@ clean:
 	rm -rf $(VENV) runs .pytest_cache
 
 # Side-by-side benchmarks against peer libraries (never run by CI). `make bench-robustness`
-# builds .venv-bench once: trustlab (editable) plus ART, Foolbox, Captum and torchattacks, all
-# without torchvision and with torch pinned by constraints.txt. Pass options with ARGS, e.g.
+# builds .venv-bench once: trustlab (editable) plus ART, Foolbox, Captum, torchattacks and Quantus,
+# all without torchvision and with torch pinned by constraints.txt. Pass options with ARGS, e.g.
 # `make bench-robustness ARGS=--quick` (smoke test) or `ARGS="--only pgd40"`.
 BENCH_VENV  ?= .venv-bench
 BENCH_BIN   := $(BENCH_VENV)/bin
 BENCH_STAMP := $(BENCH_VENV)/.installed
 ARGS        ?=
 
-.PHONY: bench-setup bench-robustness bench-alarm bench-clean
+.PHONY: bench-setup bench-robustness bench-explain bench-alarm bench-clean
 
 $(BENCH_STAMP): pyproject.toml constraints.txt benchmarks/requirements.txt benchmarks/requirements-nodeps.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -50,6 +50,10 @@ bench-setup: $(BENCH_STAMP)
 
 bench-robustness: bench-setup
 	$(BENCH_BIN)/python benchmarks/robustness.py $(ARGS)
+
+# Explanation metrics against Quantus (see benchmarks/explain.py), e.g. ARGS="--only metrics".
+bench-explain: bench-setup
+	$(BENCH_BIN)/python benchmarks/explain.py $(ARGS)
 
 # The alarm benchmark needs no peer library (see its docstring): it runs in the project's .venv.
 bench-alarm: setup
