@@ -17,6 +17,7 @@ import numpy as np
 
 from trustlab.report.results import Result
 from trustlab.robustness.search import MinimalEps
+from trustlab.stats import bootstrap_interval
 
 CURVE_POINTS = 101
 
@@ -50,18 +51,6 @@ class RobustnessResult(Result):
     region: str = "whole image"
 
 
-def _bootstrap(
-    values: np.ndarray, stat: str, samples: int, rng: np.random.Generator, level: float
-) -> tuple[float, float]:
-    if values.size == 0:
-        return (math.nan, math.nan)
-    draws = values[rng.integers(0, values.size, size=(samples, values.size))]
-    stats = np.median(draws, axis=1) if stat == "median" else draws.mean(axis=1)
-    # inverted_cdf: no interpolation, so intervals reaching the censored (inf) values stay inf, not NaN
-    low, high = np.percentile(stats, [100 * (1 - level) / 2, 100 * (1 + level) / 2], method="inverted_cdf")
-    return (float(low), float(high))
-
-
 def class_profile(
     eps_star: np.ndarray,
     labels: np.ndarray,
@@ -89,10 +78,10 @@ def class_profile(
                 "examples": int(values.size),
                 "censored": censored,
                 "median": median,
-                "median_interval": _bootstrap(values, "median", samples, rng, level),
+                "median_interval": bootstrap_interval(values, "median", samples, rng, level),
                 "median_exact": bool(values.size and censored < values.size / 2),
                 "mean": float(capped.mean()) if values.size else None,
-                "mean_interval": _bootstrap(capped, "mean", samples, rng, level),
+                "mean_interval": bootstrap_interval(capped, "mean", samples, rng, level),
                 "mean_is_lower_bound": censored > 0,
             }
         )
