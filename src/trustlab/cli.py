@@ -16,36 +16,13 @@ from typing import Any
 import click
 
 from trustlab._version import __version__
+from trustlab.cli_explain import explain_group, study_group
+from trustlab.cli_options import data_dir_option, load_classifier, load_data, model_and_data_options
 from trustlab.exceptions import TrustlabError
 from trustlab.progress import set_quiet
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-DATA_DIR_HELP = "data folder (default: $TRUSTLAB_DATA, then the user cache)"
-
-
-def _data_dir_option(fn: Any) -> Any:
-    return click.option(
-        "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=DATA_DIR_HELP
-    )(fn)
-
-
-def _model_and_data_options(fn: Any) -> Any:
-    """The options every command that audits a model on a data set takes."""
-    options = [
-        click.option(
-            "--model", required=True, help="model file, or a shipped reference model name (mnist_cnn, mnist_cnn_robust)"
-        ),
-        click.option(
-            "--dataset", required=True, help="data set name (see `trustlab datasets`) or an .npz file with x and y"
-        ),
-        click.option("--split", default=None, help="split (default: the data set's default, e.g. test)"),
-        click.option("--arch", default=None, help="architecture of a bare state dict"),
-        click.option("--allow-pickle", is_flag=True, help="trust and unpickle a full pickle (can run arbitrary code)"),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -56,30 +33,8 @@ def cli(quiet: bool) -> None:
     set_quiet(quiet)
 
 
-def _load_data(dataset: str, split: str | None, data_dir: Path | None, bounds: tuple[float, float] | None = None):
-    from trustlab.data import dataset_from_npz, load_dataset
-
-    if dataset.endswith(".npz"):
-        return dataset_from_npz(dataset, bounds=bounds)
-    return load_dataset(dataset, split, root=data_dir)
-
-
-def _load_classifier(
-    model: str, *, arch: str | None, allow_pickle: bool, input_shape: tuple[int, ...] | None, batch_size: int
-):
-    from trustlab.models import load_model, load_reference_model
-    from trustlab.models.reference import REFERENCE_MODELS
-
-    if model in REFERENCE_MODELS and not Path(model).exists():
-        return load_reference_model(model, batch_size=batch_size), f"reference model {model}"
-    classifier = load_model(
-        model, architecture=arch, allow_pickle=allow_pickle, input_shape=input_shape, batch_size=batch_size
-    )
-    return classifier, str(model)
-
-
 @cli.command()
-@_data_dir_option
+@data_dir_option
 def datasets(data_dir: Path | None) -> None:
     """List data sets, their splits and whether their files are here."""
     from trustlab.data import list_datasets, resolve_data_dir, split_status
@@ -143,7 +98,7 @@ def datasets(data_dir: Path | None) -> None:
     default=None,
     help="also record the training in this run directory",
 )
-@_data_dir_option
+@data_dir_option
 def train(
     dataset: str,
     split: str,
@@ -167,7 +122,7 @@ def train(
     from trustlab.models.evaluation import model_card
     from trustlab.report.run import RunDirectory
 
-    data = _load_data(dataset, split, data_dir, bounds=(0.0, 1.0))
+    data = load_data(dataset, split, data_dir, bounds=(0.0, 1.0))
     image = data.kind == "image"
     arch = arch or ("mnist_cnn" if image else "mlp")
     if image:
@@ -248,7 +203,7 @@ def _evaluate_into(run, classifier, data, *, source: str, batch_size: int | None
 
 
 @cli.command()
-@_model_and_data_options
+@model_and_data_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option(
     "--out",
@@ -257,7 +212,7 @@ def _evaluate_into(run, classifier, data, *, source: str, batch_size: int | None
     show_default=True,
     help="run directory (re-running resumes an interrupted evaluation)",
 )
-@_data_dir_option
+@data_dir_option
 def evaluate(
     model: str,
     dataset: str,
@@ -271,8 +226,8 @@ def evaluate(
     """Accuracy of a model on a data set (overall, per class, confusions) into a run directory."""
     from trustlab.report.run import RunDirectory
 
-    data = _load_data(dataset, split, data_dir)
-    classifier, source = _load_classifier(
+    data = load_data(dataset, split, data_dir)
+    classifier, source = load_classifier(
         model, arch=arch, allow_pickle=allow_pickle, input_shape=data.input_shape, batch_size=batch_size
     )
     if dataset.endswith(".npz") and data.num_classes <= classifier.num_classes:
@@ -302,7 +257,7 @@ def _build_attack(name: str, options: dict[str, Any]):
 
 
 @cli.command()
-@_model_and_data_options
+@model_and_data_options
 @click.option(
     "--attack",
     "attack_name",
@@ -353,7 +308,7 @@ def _build_attack(name: str, options: dict[str, Any]):
     show_default=True,
     help="run directory (re-running resumes an interrupted search)",
 )
-@_data_dir_option
+@data_dir_option
 def robustness(
     model: str,
     dataset: str,
@@ -384,10 +339,10 @@ def robustness(
 
     if not search and not fixed_eps and not regions:
         raise InputError("nothing to do: use --search (default), --eps BUDGET or --regions")
-    data = _load_data(dataset, split, data_dir)
+    data = load_data(dataset, split, data_dir)
     if limit is not None:
         data = data.subset(slice(0, limit))
-    classifier, source = _load_classifier(
+    classifier, source = load_classifier(
         model, arch=arch, allow_pickle=allow_pickle, input_shape=data.input_shape, batch_size=batch_size
     )
     attack = _build_attack(
@@ -516,9 +471,9 @@ def _alarm_inputs(model, dataset, train_split, holdout_split, arch, allow_pickle
     """Classifier, training data and the two halves (calibration, evaluation) of the held-out split."""
     from trustlab.ood.calibration import split_holdout
 
-    train = _load_data(dataset, train_split, data_dir)
-    holdout = _load_data(dataset, holdout_split, data_dir)
-    classifier, source = _load_classifier(
+    train = load_data(dataset, train_split, data_dir)
+    holdout = load_data(dataset, holdout_split, data_dir)
+    classifier, source = load_classifier(
         model, arch=arch, allow_pickle=allow_pickle, input_shape=holdout.input_shape, batch_size=batch_size
     )
     first, second = split_holdout(len(holdout), seed=seed)
@@ -526,7 +481,7 @@ def _alarm_inputs(model, dataset, train_split, holdout_split, arch, allow_pickle
 
 
 @alarm.command("fit")
-@_model_and_data_options
+@model_and_data_options
 @_alarm_data_options
 @click.option(
     "--detector",
@@ -538,7 +493,7 @@ def _alarm_inputs(model, dataset, train_split, holdout_split, arch, allow_pickle
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="guard artefact (.safetensors)"
 )
-@_data_dir_option
+@data_dir_option
 def alarm_fit(
     model,
     dataset,
@@ -577,7 +532,7 @@ def alarm_fit(
 
 
 @alarm.command("evaluate")
-@_model_and_data_options
+@model_and_data_options
 @_alarm_data_options
 @click.option(
     "--detector",
@@ -589,7 +544,7 @@ def alarm_fit(
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="cap every OOD set at N inputs")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/alarm"), show_default=True)
-@_data_dir_option
+@data_dir_option
 def alarm_evaluate(
     model,
     dataset,
@@ -796,9 +751,10 @@ def demo(out: Path) -> None:
         run, classifier, data.subset(slice(0, 300)), FGSM(), search=False, eps_max=1.0, tol=1 / 256, regions=True
     )
     alarm_lines = _demo_alarm(run, classifier, data)
+    explain_lines = _demo_explanations(run, classifier, data)
     path = write_report(out, title="trustlab demo: reference MNIST CNN")
     click.echo(f"accuracy {100 * result.accuracy:.2f}% on the bundled MNIST sample ({result.examples:,} digits)")
-    for line in robustness_lines + alarm_lines:
+    for line in robustness_lines + alarm_lines + explain_lines:
         click.echo(line)
     click.echo(f"report written to {path}")
 
@@ -834,6 +790,33 @@ def _demo_alarm(run, classifier, data) -> list[str]:
             "mnist_shift",
         ],
     )
+
+
+cli.add_command(explain_group)
+cli.add_command(study_group)
+
+
+def _demo_explanations(run, classifier, data) -> list[str]:
+    """A small explanation section: five methods on four digits, one image per class, and what
+    FGSM at eps 0.1 does to the maps and to each class's recall (300 digits)."""
+    from trustlab.explain.adversarial import explain_attack
+    from trustlab.explain.featurevis import activation_maximisation
+    from trustlab.explain.gallery import attribution_gallery
+
+    methods = ("saliency", "guided_backprop", "gradcam", "smoothgrad", "integrated_gradients")
+    gallery = run.add(
+        "attributions-mnist", attribution_gallery(classifier, data.x[:4], data.y[:4], methods=methods, dataset="mnist")
+    )
+    visual = run.add("feature-visualisation", activation_maximisation(classifier, steps=150))
+    attacked = run.add(
+        "attack-explanations-mnist",
+        explain_attack(classifier, data.x[:300], data.y[:300], eps=0.1, gallery=4, dataset="mnist/sample"),
+    )
+    return [
+        "explanations: " + ", ".join(f"{m} {gallery.seconds[m]:.2f} s" for m in methods),
+        f"feature visualisation: lowest class probability {min(visual.probabilities):.3f}",
+        f"FGSM eps 0.1: accuracy {100 * attacked.accuracy_before:.1f}% -> {100 * attacked.accuracy_after:.1f}%",
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
