@@ -295,3 +295,177 @@ def _settings(settings: dict) -> str:
     return ", ".join(
         f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in settings.items()
     )
+
+
+# ============================================================== image explanations ==========
+from trustlab.explain.adversarial import AttackExplanationResult  # noqa: E402
+from trustlab.explain.featurevis import FeatureVisResult  # noqa: E402
+from trustlab.explain.gallery import AttributionGalleryResult  # noqa: E402
+from trustlab.studies.robust_vs_natural import RobustVsNaturalResult  # noqa: E402
+
+
+def _show(ax, image, *, signed: bool = False, title: str = "") -> None:
+    values = np.asarray(image, dtype=float)
+    if signed:
+        bound = float(np.abs(values).max()) or 1.0
+        ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound)
+    else:
+        ax.imshow(values, cmap="gray", vmin=0.0, vmax=max(1.0, float(values.max())))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=7)
+
+
+def image_grid_figure(
+    rows: Sequence[Sequence],
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    signed: Sequence[bool],
+    title: str,
+) -> bytes:
+    """Rows of images; column j drawn in grey (inputs) or a symmetric red-blue scale (maps, red =
+    pushes towards the class, blue = against it; each map scaled to its own largest |value|)."""
+    n_rows, n_cols = len(rows), len(column_labels)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.15 * n_cols + 0.6, 1.15 * n_rows + 0.6), squeeze=False)
+    for i, row in enumerate(rows):
+        for j, image in enumerate(row):
+            _show(axes[i][j], image, signed=signed[j], title=column_labels[j] if i == 0 else "")
+        axes[i][0].set_ylabel(row_labels[i], fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return base_figures.to_png(fig)
+
+
+@section("attributions", order=41)
+def _attributions(name: str, result: AttributionGalleryResult) -> Section:
+    signed = [False] + [m not in ("saliency_abs", "gradcam") for m in result.methods]
+    rows = [[result.images[i]] + [result.maps[m][i] for m in result.methods] for i in range(len(result.images))]
+    labels = [
+        f"true {result.class_names[t]}, pred {result.class_names[p]}" for t, p in zip(result.labels, result.predictions)
+    ]
+    table = Table(
+        ["method", "time for all images", "Gini (sparsity, higher = more compact)", "deletion AUC (lower = faithful)"],
+        [
+            [m, f"{result.seconds[m]:.2f} s", f"{result.gini[m]:.3f}", f"{result.deletion_auc[m]:.3f}"]
+            for m in result.methods
+        ],
+        "Methods on the same images, towards each prediction",
+    )
+    figure = Figure(
+        f"{name}-gallery",
+        "Attribution maps (channels summed); red supports the predicted class, blue opposes it.",
+        image_grid_figure(rows, labels, ["input", *result.methods], signed, "What the model looks at"),
+    )
+    return Section(name, f"Explanations ({result.dataset})", 41, tables=[table], figures=[figure])
+
+
+@section("feature_visualisation", order=42)
+def _feature_visualisation(name: str, result: FeatureVisResult) -> Section:
+    titles = [f"{result.class_names[c]}: p={p:.3f}" for c, p in zip(result.classes, result.probabilities)]
+    fig, axes = plt.subplots(1, len(titles), figsize=(1.2 * len(titles) + 0.4, 1.6), squeeze=False)
+    for ax, image, title in zip(axes[0], result.images, titles):
+        _show(ax, image, title=title)
+    fig.suptitle("Activation maximisation: the input each class likes best (pixel values 0-1)", fontsize=9)
+    fig.tight_layout()
+    low = min(result.probabilities)
+    paragraphs = [
+        f"One image per class, optimised for {result.settings['steps']:g} steps with jitter, L2, total "
+        f"variation and blur. The lowest probability the model gives an image for its own class: {low:.3f}."
+    ]
+    return Section(
+        name,
+        "Feature visualisation",
+        42,
+        paragraphs=paragraphs,
+        facts=[("time", f"{result.seconds:.1f} s")],
+        figures=[Figure(f"{name}-classes", "Optimised images and the model's probability.", base_figures.to_png(fig))],
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+@section("attack_explanations", order=43)
+def _attack_explanations(name: str, result: AttackExplanationResult) -> Section:
+    names = result.class_names
+    table = Table(
+        ["class", "recall before", "recall after", "change (points)"],
+        [
+            [c, _pct(b), _pct(a), "n/a" if a is None or b is None else f"{100 * (a - b):+.1f}"]
+            for c, b, a in zip(names, result.recall_before, result.recall_after)
+        ],
+        f"Recall per class before and after the attack at eps = {result.eps:g}",
+    )
+    rows, labels = [], []
+    for i in range(len(result.gallery_clean)):
+        clean, adv = np.asarray(result.gallery_clean[i]), np.asarray(result.gallery_adversarial[i])
+        rows.append([clean, adv, adv - clean, result.gallery_map_before[i], result.gallery_map_after[i]])
+        labels.append(f"{names[result.gallery_clean_pred[i]]} -> {names[result.gallery_adv_pred[i]]}")
+    figures = []
+    if rows:
+        figures.append(
+            Figure(
+                f"{name}-gallery",
+                "Clean and adversarial images, the perturbation, and the maps before and after (towards each "
+                "prediction).",
+                image_grid_figure(
+                    rows,
+                    labels,
+                    ["clean", "adversarial", "perturbation", f"{result.method} before", f"{result.method} after"],
+                    [False, False, True, True, True],
+                    "What the attack changes",
+                ),
+            )
+        )
+    paragraphs = [
+        f"Accuracy on {result.examples:,} inputs: {_pct(result.accuracy_before)} before, "
+        f"{_pct(result.accuracy_after)} after {result.attack} at eps = {result.eps:g}."
+    ]
+    return Section(
+        name, f"Explaining the attack ({result.dataset})", 43, paragraphs=paragraphs, tables=[table], figures=figures
+    )
+
+
+@section("robust_vs_natural", order=44)
+def _robust_vs_natural(name: str, result: RobustVsNaturalResult) -> Section:
+    cells = [(m, k) for m in result.models for k in result.inputs]
+    header = ["metric", *[f"{m}, {k}" for m, k in cells]]
+    rows = []
+    for metric, description in result.metric_descriptions.items():
+        row = [description]
+        for m, k in cells:
+            low, high = result.intervals[metric][m][k]
+            row.append(f"{result.means[metric][m][k]:.3f} ({low:.3f}-{high:.3f})")
+        rows.append(row)
+    accuracy = ["accuracy", *[_pct(result.accuracy[m][k]) for m, k in cells]]
+    table = Table(header, [accuracy, *rows], "Mean per cell with bootstrap 95% intervals")
+    fig = plt.figure(figsize=(9, 5))
+    outer = fig.add_gridspec(2, 2, wspace=0.08, hspace=0.25)
+    for i, model in enumerate(result.models):
+        for j, kind in enumerate(result.inputs):
+            maps = result.gallery_maps[model][kind]
+            inner = outer[i, j].subgridspec(2, max(1, len(maps)), hspace=0.05, wspace=0.05)
+            for c, (image, saliency) in enumerate(zip(result.gallery_inputs[model][kind], maps)):
+                _show(fig.add_subplot(inner[0, c]), image)
+                _show(fig.add_subplot(inner[1, c]), saliency, signed=True)
+            fig.text(0.3 + 0.42 * j, 0.93 - 0.46 * i, f"{model} model, {kind} inputs", ha="center", fontsize=9)
+    fig.suptitle(f"{result.method} maps towards the true class (top: input, bottom: map; red = supports)", fontsize=9)
+    cos = result.means["cosine_alignment"]
+    natural, robust = result.models
+    paragraphs = [
+        f"On clean inputs, the {robust} model's maps align with the input with cosine "
+        f"{cos[robust]['clean']:.3f} against {cos[natural]['clean']:.3f} for the {natural} model; on adversarial "
+        f"inputs (PGD, eps {result.eps:g}, against each model) {cos[robust]['adversarial']:.3f} against "
+        f"{cos[natural]['adversarial']:.3f}. {result.examples:,} images."
+    ]
+    return Section(
+        name,
+        f"Study: robust vs natural model ({result.dataset})",
+        44,
+        paragraphs=paragraphs,
+        facts=[("attack", result.attack), ("time", f"{result.seconds:.1f} s")],
+        tables=[table],
+        figures=[Figure(f"{name}-grid", "Saliency maps: 2 models x 2 kinds of input.", base_figures.to_png(fig))],
+    )

@@ -1,0 +1,1 @@
+"""Studies: experiments that combine trustlab's modules into one question."""
