@@ -1,4 +1,5 @@
-"""Explanation benchmark: trustlab's explanation-quality metrics against Quantus.
+"""Explanation benchmark: trustlab's attribution methods against Captum's defaults, and its
+explanation-quality metrics against Quantus.
 
 How to run
 ----------
@@ -51,6 +52,12 @@ Conventions
   are wall-clock (``time.perf_counter``) of the library call only.
 * Timings taken while other jobs share the CPUs are noisy: the script records how busy the CPUs
   were before each section and warns.
+
+``attributions``
+    Every ``explain()`` method on the same 256 images, towards the label, against the same Captum
+    class called with its defaults (LIME and Kernel SHAP on 16 images, one surrogate each):
+    time, "x trustlab", model evaluations per example, and the largest absolute difference of the
+    maps (correlation for the randomised methods).
 
 Adding a section: write ``def section_NAME(ctx: Context) -> Section`` and register it in
 ``SECTIONS``; rows, rendering, merging with earlier runs and output files come for free.
@@ -373,7 +380,101 @@ def section_metrics(ctx: Context) -> Section:
     return section
 
 
-SECTIONS: dict[str, Callable[[Context], Section]] = {"metrics": section_metrics}
+# ========================================================================= attributions =======
+def section_attributions(ctx: Context) -> Section:
+    """trustlab's ``explain()`` against Captum called with its defaults, on the same images."""
+    from captum.attr import (
+        GuidedBackprop,
+        GuidedGradCam,
+        IntegratedGradients,
+        KernelShap,
+        LayerAttribution,
+        LayerGradCam,
+        Lime,
+        NoiseTunnel,
+        Occlusion,
+        Saliency,
+    )
+
+    from trustlab.explain import explain
+    from trustlab.explain.attributions import last_conv_layer, patch_mask
+
+    n = ctx.x.shape[0]
+    section = Section("attributions", f"Attribution methods on {n} MNIST test images, natural reference CNN")
+    x, y, net = ctx.x, ctx.y, ctx.net
+    layer = last_conv_layer(ctx.model.module)
+    surrogate_n = min(n, 16)  # LIME / Kernel SHAP fit one surrogate per image: timed on a subset
+    mask = patch_mask((1, 28, 28), 4)
+
+    def gradcam_captum(k: int) -> torch.Tensor:
+        a = LayerGradCam(net, layer).attribute(x[:k], target=y[:k], relu_attributions=True)
+        return LayerAttribution.interpolate(a, (28, 28), interpolate_mode="bilinear")
+
+    def smoothgrad_captum(k: int) -> torch.Tensor:
+        torch.manual_seed(0)
+        return NoiseTunnel(Saliency(net)).attribute(x[:k], target=y[:k], nt_samples=50, stdevs=0.15, abs=False)
+
+    cases: list[tuple[str, Callable[[int], Any], Callable[[int], Any], str, int]] = [
+        ("saliency", lambda k: explain(ctx.model, x[:k], y[:k], method="saliency"),
+         lambda k: Saliency(net).attribute(x[:k], target=y[:k], abs=False), "diff", n),
+        ("guided backprop", lambda k: explain(ctx.model, x[:k], y[:k], method="guided_backprop"),
+         lambda k: GuidedBackprop(net).attribute(x[:k], target=y[:k]), "diff", n),
+        ("Grad-CAM", lambda k: explain(ctx.model, x[:k], y[:k], method="gradcam"), gradcam_captum, "diff", n),
+        ("guided Grad-CAM", lambda k: explain(ctx.model, x[:k], y[:k], method="guided_gradcam"),
+         lambda k: GuidedGradCam(net, layer).attribute(x[:k], target=y[:k]), "diff", n),
+        ("SmoothGrad, 50 samples, sigma 0.15", lambda k: explain(ctx.model, x[:k], y[:k], method="smoothgrad"),
+         smoothgrad_captum, "correlation", n),
+        ("integrated gradients, 50 steps", lambda k: explain(ctx.model, x[:k], y[:k], method="integrated_gradients"),
+         lambda k: IntegratedGradients(net).attribute(x[:k], target=y[:k], n_steps=50), "diff", n),
+        ("occlusion, 4x4 window, stride 2", lambda k: explain(ctx.model, x[:k], y[:k], method="occlusion"),
+         lambda k: Occlusion(net).attribute(x[:k], sliding_window_shapes=(1, 4, 4), strides=(1, 2, 2),
+                                            target=y[:k]), "diff", n),
+        (f"LIME, 4x4 patches, 300 samples ({surrogate_n} images)",
+         lambda k: explain(ctx.model, x[:k], y[:k], method="lime"),
+         lambda k: torch.cat([Lime(net).attribute(x[i : i + 1], target=y[i : i + 1], feature_mask=mask,
+                                                  n_samples=300) for i in range(k)]), "correlation", surrogate_n),
+        (f"Kernel SHAP, 4x4 patches, 300 samples ({surrogate_n} images)",
+         lambda k: explain(ctx.model, x[:k], y[:k], method="kernelshap"),
+         lambda k: torch.cat([KernelShap(net).attribute(x[i : i + 1], target=y[i : i + 1], feature_mask=mask,
+                                                        n_samples=300) for i in range(k)]), "correlation",
+         surrogate_n),
+    ]  # fmt: skip
+
+    for comparison, ours_fn, captum_fn, compare, count in cases:
+        values: dict[str, torch.Tensor] = {}
+
+        def ours_row(fn=ours_fn, count=count, comparison=comparison, values=values) -> Row:
+            fn(WARMUP_N)
+            value, seconds, examples = timed(lambda: fn(count), ctx.counter, SLOW_REPEATS)
+            values["ours"] = value
+            return Row(comparison, "trustlab", seconds, examples / count)
+
+        def captum_row(fn=captum_fn, count=count, comparison=comparison, compare=compare, values=values) -> Row:
+            captum = peer("captum")
+            fn(WARMUP_N)
+            value, seconds, examples = timed(lambda: fn(count), ctx.counter, SLOW_REPEATS)
+            ours = values["ours"].flatten(1).double()
+            theirs = value.detach().flatten(1).double()
+            if compare == "diff":
+                return Row(comparison, f"Captum {captum.__version__} defaults", seconds, examples / count,
+                           float((ours - theirs).abs().max()))  # fmt: skip
+            a, b = ours - ours.mean(1, keepdim=True), theirs - theirs.mean(1, keepdim=True)
+            corr = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-30)
+            note = f"random sampling differs: mean per-image correlation with trustlab {corr.mean():.3f}"
+            return Row(comparison, f"Captum {captum.__version__} defaults", seconds, examples / count, note=note)
+
+        section.run(comparison, "trustlab", ours_row)
+        section.run(comparison, "Captum", captum_row)
+    section.notes.append(
+        "Captum defaults: NoiseTunnel puts all N x 50 noisy copies in one batch, IntegratedGradients all "
+        "N x 50 path points, Occlusion and Lime / KernelShap evaluate one perturbation per forward pass. "
+        "trustlab processes at most 256 images per pass. SmoothGrad, LIME and Kernel SHAP draw random "
+        "samples differently, so their values are compared by correlation."
+    )
+    return section
+
+
+SECTIONS: dict[str, Callable[[Context], Section]] = {"metrics": section_metrics, "attributions": section_attributions}
 
 
 # ============================================================================= output =========
