@@ -66,11 +66,9 @@ Adding a section: write ``def section_NAME(ctx: Context) -> Section`` and regist
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
-import platform
 import sys
 import time
 import traceback
@@ -83,6 +81,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import default_data_dir, environment, fmt_busy, log, other_cpu_load, peer
 from torch import nn
 
 from trustlab.data import load_dataset
@@ -100,17 +99,6 @@ REPEATS = 5  # timings of sub-second calls: best of this many
 SLOW_REPEATS = 2  # timings of calls running the model many times: best of this many
 FEATURES_IN_STEP = 7  # PixelFlipping: 784 / 7 = 112 steps
 FULL_N, QUICK_N = 256, 32
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def peer(module: str) -> Any:
-    """Import a peer library quietly; ImportError propagates and becomes a "not installed" row."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return importlib.import_module(module)
 
 
 # ----------------------------------------------------------------------------- context --------
@@ -538,10 +526,6 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def fmt_busy(busy: float | None) -> str:
-    return "unknown" if busy is None else f"{100 * busy:.0f}%"
-
-
 def write_results(stem: Path, sections: dict[str, dict[str, Any]], meta: dict[str, Any], merge: bool) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     json_path = stem.with_suffix(".json")
@@ -557,44 +541,7 @@ def write_results(stem: Path, sections: dict[str, dict[str, Any]], meta: dict[st
     stem.with_suffix(".md").write_text(render_markdown(results))
 
 
-def environment(threads: int) -> dict[str, Any]:
-    versions = {}
-    for name, module in (("torch", "torch"), ("numpy", "numpy"), ("trustlab", "trustlab"), ("quantus", "quantus")):
-        try:
-            versions[name] = getattr(peer(module), "__version__", "?")
-        except ImportError:
-            versions[name] = "not installed"
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": threads,
-        "versions": versions,
-    }
-
-
-def other_cpu_load(seconds: float = 1.0) -> float | None:
-    """Share of CPU time spent busy (by anything else) while this process sleeps ``seconds``."""
-
-    def snapshot() -> tuple[int, int]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        return sum(fields[:8]), fields[3] + (fields[4] if len(fields) > 4 else 0)
-
-    try:
-        total0, idle0 = snapshot()
-        time.sleep(seconds)
-        total1, idle1 = snapshot()
-    except (OSError, ValueError, IndexError):
-        return None
-    total = total1 - total0
-    return round(1 - (idle1 - idle0) / total, 3) if total > 0 else None
-
-
 # ============================================================================= main ===========
-def default_data_dir() -> str:
-    return os.environ.get("TRUSTLAB_DATA") or str(REPO.parent / "shared" / "data")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -638,7 +585,10 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.as_tensor(test.x[:n], dtype=torch.float32)
     y = torch.as_tensor(test.y[:n], dtype=torch.long)
     ctx = Context(model, PixelNet(model).eval(), x, y, plain_gradients(model, x, y), counter)
-    meta = environment(args.threads) | {"argv": sys.argv[1:] if argv is None else argv, "images": n}
+    meta = environment(args.threads, (("captum", "captum"), ("quantus", "quantus"))) | {
+        "argv": sys.argv[1:] if argv is None else argv,
+        "images": n,
+    }
     log(f"explain benchmark: {'QUICK ' if args.quick else ''}{n} images, {args.threads} threads -> {stem}.json/.md")
 
     done: dict[str, dict[str, Any]] = {}

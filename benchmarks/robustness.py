@@ -69,11 +69,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import json
 import math
 import os
-import platform
 import sys
 import time
 import traceback
@@ -87,6 +85,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import default_data_dir, environment, fmt_busy, log, other_cpu_load, peer
 from torch import nn
 
 from trustlab.data import load_dataset
@@ -149,10 +148,6 @@ QUICK = Sizes(
 )
 
 SECTIONS = ("fgsm-min-eps", "pgd-min-eps-vs-fmn", "pgd40", "robust-accuracy")
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- model calls ----
@@ -284,13 +279,6 @@ def own_counts_note(m: Measured, forward: int, gradient: int) -> str:
 def seed_everything(seed: int = SEED) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
-
-
-def peer(module: str) -> Any:
-    """Import a peer library; ImportError propagates and becomes a "not installed" row."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return importlib.import_module(module)
 
 
 @dataclass
@@ -1065,10 +1053,6 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def fmt_busy(busy: float | None) -> str:
-    return "unknown" if busy is None else f"{100 * busy:.0f}%"
-
-
 def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
@@ -1089,30 +1073,6 @@ def json_load(value: Any) -> Any:
     return value
 
 
-def environment(threads: int) -> dict[str, Any]:
-    versions = {}
-    for name, module in (
-        ("torch", "torch"),
-        ("numpy", "numpy"),
-        ("trustlab", "trustlab"),
-        ("adversarial-robustness-toolbox", "art"),
-        ("foolbox", "foolbox"),
-        ("captum", "captum"),
-        ("torchattacks", "torchattacks"),
-    ):
-        try:
-            versions[name] = getattr(peer(module), "__version__", "?")
-        except ImportError:
-            versions[name] = "not installed"
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": threads,
-        "versions": versions,
-    }
-
-
 def write_results(stem: Path, sections: dict[str, dict[str, Any]], meta: dict[str, Any], merge: bool) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     json_path = stem.with_suffix(".json")
@@ -1130,28 +1090,6 @@ def write_results(stem: Path, sections: dict[str, dict[str, Any]], meta: dict[st
 
 
 # ============================================================================= main ===========
-def other_cpu_load(seconds: float = 1.0) -> float | None:
-    """Share of CPU time spent busy (by anything else) while this process sleeps ``seconds``."""
-
-    def snapshot() -> tuple[int, int]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return sum(fields[:8]), idle
-
-    try:
-        total0, idle0 = snapshot()
-        time.sleep(seconds)
-        total1, idle1 = snapshot()
-    except (OSError, ValueError, IndexError):
-        return None
-    total = total1 - total0
-    return round(1 - (idle1 - idle0) / total, 3) if total > 0 else None
-
-
-def default_data_dir() -> str:
-    return os.environ.get("TRUSTLAB_DATA") or str(REPO.parent / "shared" / "data")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1206,7 +1144,15 @@ def main(argv: list[str] | None = None) -> int:
     test = load_dataset("mnist", "test", root=args.data_dir)
     x_all, y_all = torch.as_tensor(test.x, dtype=torch.float32), torch.as_tensor(test.y, dtype=torch.long)
     natural = make_subject("mnist_cnn", load_reference_model())
-    meta = environment(args.threads) | {"argv": sys.argv[1:], "sizes": asdict(sizes)}
+    meta = environment(
+        args.threads,
+        (
+            ("adversarial-robustness-toolbox", "art"),
+            ("foolbox", "foolbox"),
+            ("captum", "captum"),
+            ("torchattacks", "torchattacks"),
+        ),
+    ) | {"argv": sys.argv[1:], "sizes": asdict(sizes)}
     log(
         f"robustness benchmark: {'QUICK ' if args.quick else ''}{x_all.shape[0]:,} test images, "
         f"{args.threads} threads, results -> {stem}.json/.md"

@@ -16,16 +16,11 @@ import torch
 
 from trustlab.exceptions import InputError
 from trustlab.explain.attributions import explain
+from trustlab.explain.gallery import Image, image_rows
 from trustlab.models.classifier import Classifier
 from trustlab.report.results import Result
 from trustlab.robustness.attacks import FGSM
 from trustlab.robustness.attacks.base import Attack
-
-Image = tuple[tuple[float, ...], ...]
-
-
-def _image(t: torch.Tensor) -> Image:
-    return tuple(tuple(round(v, 4) for v in row) for row in t[0].tolist())
 
 
 @dataclass(frozen=True)
@@ -101,9 +96,9 @@ def explain_attack(
         gallery_labels=tuple(y[flipped].tolist()),
         gallery_clean_pred=tuple(clean_pred[flipped].tolist()),
         gallery_adv_pred=tuple(adv_pred[flipped].tolist()),
-        gallery_clean=tuple(_image(t) for t in xs),
-        gallery_adversarial=tuple(_image(t) for t in advs),
-        gallery_map_before=tuple(_image(t.sum(0, keepdim=True)) for t in before),
-        gallery_map_after=tuple(_image(t.sum(0, keepdim=True)) for t in after),
+        gallery_clean=tuple(image_rows(t) for t in xs),
+        gallery_adversarial=tuple(image_rows(t) for t in advs),
+        gallery_map_before=tuple(image_rows(t) for t in before),
+        gallery_map_after=tuple(image_rows(t) for t in after),
         seconds=time.perf_counter() - began,
     )

@@ -14,11 +14,12 @@ from trustlab.models.classifier import Classifier
 from trustlab.progress import progress
 from trustlab.report.results import Result
 
-Image = tuple[tuple[float, ...], ...]
+Image = tuple[tuple[float, ...], ...]  # H rows of W values: how results hold an image or a map
 DEFAULT_METHODS = ("saliency", "guided_backprop", "gradcam", "smoothgrad", "integrated_gradients", "occlusion")
 
 
-def _image(t: Any) -> Image:
+def image_rows(t: Any) -> Image:
+    """One image or map (C, H, W), channels summed, as JSON-native rows rounded to 4 decimals."""
     return tuple(tuple(round(v, 4) for v in row) for row in t.sum(0).tolist())
 
 
@@ -51,7 +52,7 @@ def attribution_gallery(
         start = time.perf_counter()
         a = explain(model, x, predictions, method=method)
         seconds[method] = time.perf_counter() - start
-        maps[method] = tuple(_image(t) for t in a)
+        maps[method] = tuple(image_rows(t) for t in a)
         gini[method] = float(metrics.gini(a).mean())
         deletion[method] = float(metrics.deletion_auc(model, x, a, predictions, steps=28).mean())
     return AttributionGalleryResult(
@@ -60,7 +61,7 @@ def attribution_gallery(
         methods=tuple(methods),
         labels=tuple(y.tolist()),
         predictions=tuple(predictions.tolist()),
-        images=tuple(_image(t) for t in x),
+        images=tuple(image_rows(t) for t in x),
         maps=maps,
         seconds=seconds,
         gini=gini,

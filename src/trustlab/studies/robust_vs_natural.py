@@ -20,6 +20,7 @@ import torch
 
 from trustlab.explain import metrics
 from trustlab.explain.attributions import explain
+from trustlab.explain.gallery import Image, image_rows
 from trustlab.models.classifier import Classifier
 from trustlab.progress import progress
 from trustlab.report.results import Result
@@ -27,7 +28,6 @@ from trustlab.robustness.attacks import PGD
 from trustlab.robustness.attacks.base import Attack
 from trustlab.stats import bootstrap_interval
 
-Image = tuple[tuple[float, ...], ...]
 METRICS = {
     "cosine_alignment": "signed cosine <x, g> / (||x|| ||g||) (higher = map looks like the input)",
     "etmann_alignment": "Etmann et al.: |<x, g>| / (||x|| ||g||) (higher = better aligned)",
@@ -55,10 +55,6 @@ class RobustVsNaturalResult(Result):
     gallery_inputs: dict[str, dict[str, tuple[Image, ...]]]  # model -> input kind -> images
     gallery_maps: dict[str, dict[str, tuple[Image, ...]]]
     seconds: float
-
-
-def _image(t: torch.Tensor) -> Image:
-    return tuple(tuple(round(v, 4) for v in row) for row in t.sum(0).tolist())
 
 
 def _cell_metrics(model: Classifier, x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, steps: int) -> dict:
@@ -109,8 +105,8 @@ def robust_vs_natural(
             v = v.double().cpu().numpy()
             means[metric].setdefault(name, {})[kind] = float(v.mean())
             intervals[metric].setdefault(name, {})[kind] = bootstrap_interval(v, "mean", bootstrap, rng)
-        gallery_inputs.setdefault(name, {})[kind] = tuple(_image(t) for t in inputs[:gallery])
-        gallery_maps.setdefault(name, {})[kind] = tuple(_image(t) for t in maps[:gallery])
+        gallery_inputs.setdefault(name, {})[kind] = tuple(image_rows(t) for t in inputs[:gallery])
+        gallery_maps.setdefault(name, {})[kind] = tuple(image_rows(t) for t in maps[:gallery])
     return RobustVsNaturalResult(
         dataset=dataset,
         models=tuple(names),
