@@ -304,11 +304,15 @@ from trustlab.explain.gallery import AttributionGalleryResult  # noqa: E402
 from trustlab.studies.robust_vs_natural import RobustVsNaturalResult  # noqa: E402
 
 
-def _show(ax, image, *, signed: bool = False, title: str = "") -> None:
+def _show(ax, image, *, kind: str = "image", title: str = "") -> None:
+    """Draw an input ("image": grey, 0-1), a signed map ("signed": red-blue, symmetric about 0) or
+    a non-negative map ("unsigned": 0 to its own maximum)."""
     values = np.asarray(image, dtype=float)
-    if signed:
+    if kind == "signed":
         bound = float(np.abs(values).max()) or 1.0
         ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound)
+    elif kind == "unsigned":
+        ax.imshow(values, cmap="Reds", vmin=0.0, vmax=float(values.max()) or 1.0)
     else:
         ax.imshow(values, cmap="gray", vmin=0.0, vmax=max(1.0, float(values.max())))
     ax.set_xticks([])
@@ -321,16 +325,16 @@ def image_grid_figure(
     rows: Sequence[Sequence],
     row_labels: Sequence[str],
     column_labels: Sequence[str],
-    signed: Sequence[bool],
+    kinds: Sequence[str],
     title: str,
 ) -> bytes:
-    """Rows of images; column j drawn in grey (inputs) or a symmetric red-blue scale (maps, red =
-    pushes towards the class, blue = against it; each map scaled to its own largest |value|)."""
+    """Rows of images; column j drawn as ``kinds[j]`` (see ``_show``): signed maps in red (pushes
+    towards the class) and blue (against it), each map scaled to its own largest |value|."""
     n_rows, n_cols = len(rows), len(column_labels)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.15 * n_cols + 0.6, 1.15 * n_rows + 0.6), squeeze=False)
     for i, row in enumerate(rows):
         for j, image in enumerate(row):
-            _show(axes[i][j], image, signed=signed[j], title=column_labels[j] if i == 0 else "")
+            _show(axes[i][j], image, kind=kinds[j], title=column_labels[j] if i == 0 else "")
         axes[i][0].set_ylabel(row_labels[i], fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -339,7 +343,7 @@ def image_grid_figure(
 
 @section("attributions", order=41)
 def _attributions(name: str, result: AttributionGalleryResult) -> Section:
-    signed = [False] + [m not in ("saliency_abs", "gradcam") for m in result.methods]
+    kinds = ["image"] + ["unsigned" if m in ("saliency_abs", "gradcam") else "signed" for m in result.methods]
     rows = [[result.images[i]] + [result.maps[m][i] for m in result.methods] for i in range(len(result.images))]
     labels = [
         f"true {result.class_names[t]}, pred {result.class_names[p]}" for t, p in zip(result.labels, result.predictions)
@@ -355,7 +359,7 @@ def _attributions(name: str, result: AttributionGalleryResult) -> Section:
     figure = Figure(
         f"{name}-gallery",
         "Attribution maps (channels summed); red supports the predicted class, blue opposes it.",
-        image_grid_figure(rows, labels, ["input", *result.methods], signed, "What the model looks at"),
+        image_grid_figure(rows, labels, ["input", *result.methods], kinds, "What the model looks at"),
     )
     return Section(name, f"Explanations ({result.dataset})", 41, tables=[table], figures=[figure])
 
@@ -414,7 +418,7 @@ def _attack_explanations(name: str, result: AttackExplanationResult) -> Section:
                     rows,
                     labels,
                     ["clean", "adversarial", "perturbation", f"{result.method} before", f"{result.method} after"],
-                    [False, False, True, True, True],
+                    ["image", "image", "signed", "signed", "signed"],
                     "What the attack changes",
                 ),
             )
@@ -449,7 +453,7 @@ def _robust_vs_natural(name: str, result: RobustVsNaturalResult) -> Section:
             inner = outer[i, j].subgridspec(2, max(1, len(maps)), hspace=0.05, wspace=0.05)
             for c, (image, saliency) in enumerate(zip(result.gallery_inputs[model][kind], maps)):
                 _show(fig.add_subplot(inner[0, c]), image)
-                _show(fig.add_subplot(inner[1, c]), saliency, signed=True)
+                _show(fig.add_subplot(inner[1, c]), saliency, kind="signed")
             fig.text(0.3 + 0.42 * j, 0.93 - 0.46 * i, f"{model} model, {kind} inputs", ha="center", fontsize=9)
     fig.suptitle(f"{result.method} maps towards the true class (top: input, bottom: map; red = supports)", fontsize=9)
     cos = result.means["cosine_alignment"]
