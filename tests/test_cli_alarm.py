@@ -94,3 +94,21 @@ def test_evaluate_writes_table_figures_and_report(capsys, tmp_path, reference_da
     html = (out_dir / "report.html").read_text()
     assert "Reliability alarm" in html and "OOD inputs accepted when 95% of in-distribution is accepted" in html
     assert len(list((out_dir / "figures").glob("alarm-mnist-*.png"))) == 3
+
+
+def test_evaluate_tabular_model_on_its_own_ood_file(capsys, tmp_path, reference_data):
+    model = tmp_path / "pima.safetensors"
+    code, _, err = run_cli(capsys, "train", "--dataset", "pima", "--epochs", "5", "--data-dir", reference_data,
+                           "--out", model)  # fmt: skip
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "alarm", "evaluate", "--model", model, "--dataset", "pima", "--data-dir",
+                           reference_data, "--out", tmp_path / "a")  # fmt: skip
+    assert_one_line_error(code, err, "pass your own out-of-distribution inputs with --ood-file")
+    far = np.random.default_rng(0).random((100, 8)).astype(np.float32) * 1000  # far outside the data
+    np.savez(tmp_path / "far.npz", x=far)
+    code, out, err = run_cli(capsys, "alarm", "evaluate", "--model", model, "--dataset", "pima", "--data-dir",
+                             reference_data, "--ood-file", tmp_path / "far.npz", "--out", tmp_path / "b")  # fmt: skip
+    assert code == 0, err
+    result = json.loads((tmp_path / "b" / "results.json").read_text())["results"]["alarm-pima"]
+    assert result["detectors"] == ["msp", "energy", "maxlogit", "mahalanobis", "knn"]
+    assert result["sets"] == ["far"] and result["metrics"]["mahalanobis"]["far"]["auroc"] > 0.99

@@ -541,6 +541,13 @@ def alarm_fit(
     help="detector to evaluate (repeatable; default: all, post-hoc and generative)",
 )
 @click.option("--sets", "set_names", default=None, help="comma-separated OOD sets (default: all available)")
+@click.option(
+    "--ood-file",
+    "ood_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="your own OOD inputs: .npy, or .npz with array x (repeatable; named by the file)",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="cap every OOD set at N inputs")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/alarm"), show_default=True)
@@ -558,13 +565,19 @@ def alarm_evaluate(
     seed,
     detector_specs,
     set_names,
+    ood_files,
     limit,
     batch_size,
     out,
     data_dir,
 ) -> None:
-    """Detection table of detectors x OOD sets, calibrated false-alarm rates, figures and report."""
-    from trustlab.ood.evaluate import ALL_DETECTORS, parse_detector
+    """Detection table of detectors x OOD sets, calibrated false-alarm rates, figures and report.
+
+    MNIST-like models (1 x 28 x 28) get the built-in OOD sets; any model can be tested on its own
+    OOD inputs with --ood-file. Default detectors: all for images of that shape, else post-hoc ones.
+    """
+    from trustlab.data.ood_sets import MNIST_SHAPE, OODSet
+    from trustlab.ood.evaluate import ALL_DETECTORS, POSTHOC, parse_detector
     from trustlab.report.html import write_report
     from trustlab.report.run import RunDirectory
 
@@ -580,13 +593,19 @@ def alarm_evaluate(
     for data in (train, calibration):
         run.describe_data(data)
     include = None if set_names is None else [s.strip() for s in set_names.split(",") if s.strip()]
+    extra = {}
+    for path in ood_files:
+        x, _ = _read_inputs((path,), classifier.input_shape)
+        extra[path.stem] = OODSet(path.stem, x.float(), f"your inputs from {path.name}")
+    default = ALL_DETECTORS if tuple(classifier.input_shape) == MNIST_SHAPE else POSTHOC
     for line in run_alarm(
         run,
         classifier,
         train,
         calibration,
         evaluation,
-        detectors=list(detector_specs) or list(ALL_DETECTORS),
+        detectors=list(detector_specs) or list(default),
+        extra_sets=extra,
         alpha=alpha,
         pretrained=pretrained,
         include=include,
@@ -613,12 +632,25 @@ def run_alarm(
     data_dir=None,
     seed=0,
     notmnist_split="test",
+    extra_sets=None,
 ) -> list[str]:
-    """Fit, calibrate and evaluate ``detectors`` into ``run``; return summary lines."""
-    from trustlab.data.ood_sets import ood_suite
+    """Fit, calibrate and evaluate ``detectors`` into ``run``; return summary lines. The built-in
+    OOD suite is used for 1 x 28 x 28 (MNIST-like) inputs; ``extra_sets`` are the user's own."""
+    from trustlab.data.ood_sets import MNIST_SHAPE, ood_suite
+    from trustlab.exceptions import InputError
     from trustlab.ood.evaluate import build_detectors, evaluate_alarm
 
-    sets = ood_suite(evaluation.x, n=limit, root=data_dir, seed=seed, include=include, notmnist_split=notmnist_split)
+    sets = {}
+    if tuple(evaluation.input_shape) == MNIST_SHAPE:
+        sets = ood_suite(
+            evaluation.x, n=limit, root=data_dir, seed=seed, include=include, notmnist_split=notmnist_split
+        )
+    elif not extra_sets:
+        raise InputError(
+            f"the built-in OOD sets are 1 x 28 x 28 images and this data is {tuple(evaluation.input_shape)}: "
+            "pass your own out-of-distribution inputs with --ood-file"
+        )
+    sets.update(extra_sets or {})
     key = f"alarm-{evaluation.name}"
     with run.timed(key):
         fitted = build_detectors(detectors, classifier=classifier, train=train, pretrained=pretrained)

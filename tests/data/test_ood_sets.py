@@ -206,5 +206,8 @@ def test_suite_refuses_inputs_that_are_not_mnist_like():
 
 
 def test_oodset_checks_its_tensor():
-    with pytest.raises(InputError, match=r"OODSet x must be a float32 tensor of shape \(N, C, H, W\)"):
-        OODSet("bad", torch.zeros(3, 28, 28), "three-dimensional")
+    with pytest.raises(InputError, match=r"OODSet x must be a float32 tensor of shape \(N, ...\)"):
+        OODSet("bad", torch.zeros(3), "one-dimensional")
+    with pytest.raises(InputError, match="float32"):
+        OODSet("bad", torch.zeros(3, 8, dtype=torch.float64), "double")
+    assert len(OODSet("rows", torch.zeros(3, 8), "tabular")) == 3

@@ -52,16 +52,17 @@ OOD_SET_NAMES: tuple[str, ...] = tuple(OOD_DESCRIPTIONS)
 
 @dataclass(frozen=True, eq=False)
 class OODSet:
-    """One OOD test set: images ``x`` (float32, N x C x H x W, in [0, 1]) and what they are."""
+    """One OOD test set: inputs ``x`` (float32, N x ...: images N x C x H x W in [0, 1] for the
+    built-in sets, or a user's own inputs of any shape) and what they are."""
 
     name: str
     x: torch.Tensor
     description: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.x, torch.Tensor) or self.x.ndim != 4 or self.x.dtype != torch.float32:
+        if not isinstance(self.x, torch.Tensor) or self.x.ndim < 2 or self.x.dtype != torch.float32:
             got = f"{self.x.dtype} {tuple(self.x.shape)}" if isinstance(self.x, torch.Tensor) else type(self.x).__name__
-            raise InputError(f"OODSet x must be a float32 tensor of shape (N, C, H, W), got {got}")
+            raise InputError(f"OODSet x must be a float32 tensor of shape (N, ...), got {got}")
 
     def __len__(self) -> int:
         return int(self.x.shape[0])

@@ -116,7 +116,7 @@ def _generative(name: str, train: Any, pretrained: bool, options: dict[str, Any]
         if tuple(x.shape[1:]) != (1, 28, 28):
             raise InputError(
                 f"the shipped {name} detector was trained on MNIST (1 x 28 x 28); inputs here are "
-                f"{tuple(x.shape[1:])}: fit one on your training data instead (no --pretrained)"
+                f"{tuple(x.shape[1:])}: train one on your images with --no-pretrained"
             )
         record = reference_record(name)
         return load_reference_detector(name), float(record["fit_seconds"]), "shipped weights (training time recorded)"
