@@ -39,6 +39,7 @@ from torch import nn
 
 from trustlab.exceptions import InputError
 from trustlab.models.classifier import Classifier
+from trustlab.progress import progress
 
 METHODS = (
     "saliency",
@@ -319,7 +320,7 @@ def _surrogate(model, x, target, size, opts, kind: str) -> torch.Tensor:
     out = []
     with torch.random.fork_rng(devices=[]):  # Captum samples coalitions from the global generator
         torch.manual_seed(int(opts["seed"]))
-        for i in range(x.shape[0]):  # Captum fits one surrogate per example
+        for i in progress(range(x.shape[0]), desc=kind, total=x.shape[0], unit="image"):  # one surrogate each
             xb, tb = _device(model, x[i : i + 1], target[i : i + 1])
             out.append(
                 explainer.attribute(
