@@ -96,3 +96,16 @@ def test_feature_layer_is_explicit_when_needed():
     )
     with pytest.raises(InputError, match="no nn.Linear layer; pass layer="):
         KNN(conv_only, k=2).fit(torch.rand(5, 1, 8, 8))
+
+
+def test_knn_bank_can_be_a_seeded_sample():
+    clf = _tabular_classifier()
+    g = torch.Generator().manual_seed(4)
+    x, new = torch.randn(200, 4, generator=g), torch.randn(10, 4, generator=g)
+    small = KNN(clf, k=3, bank_size=50, seed=1).fit(x)
+    assert small.bank_.shape[0] == 50
+    torch.testing.assert_close(small.score(new), KNN(clf, k=3, bank_size=50, seed=1).fit(x).score(new))
+    full = KNN(clf, k=3).fit(x)
+    assert (small.score(new) >= full.score(new) - 1e-6).all()  # fewer neighbours: never closer
+    with pytest.raises(InputError, match="bank_size must be at least k=3"):
+        KNN(clf, k=3, bank_size=2)

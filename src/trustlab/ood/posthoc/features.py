@@ -95,18 +95,29 @@ class KNN(_FeatureDetector):
     name = "knn"
     score_label = "k-th nearest-neighbour distance"
 
-    def __init__(self, classifier: Classifier, *, k: int = 10, **kwargs: Any) -> None:
+    def __init__(
+        self, classifier: Classifier, *, k: int = 10, bank_size: int | None = None, seed: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(classifier, **kwargs)
         if int(k) < 1:
             raise InputError(f"k must be a positive integer, got {k}")
+        if bank_size is not None and int(bank_size) < int(k):
+            raise InputError(f"bank_size must be at least k={k}, got {bank_size}")
         self.k = int(k)
+        self.bank_size = None if bank_size is None else int(bank_size)
+        self.seed = int(seed)
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "k": self.k}
+        return {**super().config(), "k": self.k, "bank_size": self.bank_size, "seed": self.seed}
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        """Keep every training feature, or a seeded random ``bank_size`` of them: scoring costs one
+        matmul against the bank, and Sun et al. (2022) show KNN works on a sample of the data."""
         if x.shape[0] < self.k:
             raise InputError(f"knn with k={self.k} needs at least {self.k} training examples, got {x.shape[0]}")
+        if self.bank_size is not None and self.bank_size < x.shape[0]:
+            keep = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(self.seed))[: self.bank_size]
+            x = x[keep.sort().values]
         feats, _ = self._training_features(x)
         bank = torch.nn.functional.normalize(feats.float(), dim=1)
         self.active_ = torch.nonzero(bank.abs().sum(dim=0) > 0).flatten()
