@@ -102,19 +102,6 @@ FULL_N, QUICK_N = 256, 32
 
 
 # ----------------------------------------------------------------------------- context --------
-class PixelNet(nn.Module):
-    """The classifier's module behind its normalisation: pixel-space logits, what peers receive."""
-
-    def __init__(self, model: Classifier) -> None:
-        super().__init__()
-        self.inner = model.module
-        self.register_buffer("mean", model.mean.clone())
-        self.register_buffer("std", model.std.clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner((x - self.mean) / self.std)
-
-
 class Counter:
     """Examples the model evaluates (forward or gradient), counted by a forward pre-hook on the
     module; the hook and so the count are shared by deep copies (MPRT randomises copies)."""
@@ -584,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     counter = Counter(model.module)
     x = torch.as_tensor(test.x[:n], dtype=torch.float32)
     y = torch.as_tensor(test.y[:n], dtype=torch.long)
-    ctx = Context(model, PixelNet(model).eval(), x, y, plain_gradients(model, x, y), counter)
+    ctx = Context(model, model.as_module().eval(), x, y, plain_gradients(model, x, y), counter)
     meta = environment(args.threads, (("captum", "captum"), ("quantus", "quantus"))) | {
         "argv": sys.argv[1:] if argv is None else argv,
         "images": n,

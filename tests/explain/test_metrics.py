@@ -342,19 +342,6 @@ def test_randomisation_errors(tiny_cnn):
 
 
 # ============================================================================ Quantus ========
-class PixelNet(nn.Module):
-    """The classifier's module behind its normalisation: pixel-space logits, as Quantus expects."""
-
-    def __init__(self, model: Classifier) -> None:
-        super().__init__()
-        self.inner = model.module
-        self.register_buffer("mean", model.mean.clone())
-        self.register_buffer("std", model.std.clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner((x - self.mean) / self.std)
-
-
 @pytest.fixture()
 def quantus():
     module = pytest.importorskip("quantus")
@@ -372,7 +359,7 @@ def mnist_like(tiny_cnn):
 
 def test_sparseness_and_complexity_match_quantus(quantus, mnist_like):
     model, x, y, a = mnist_like
-    kwargs = {"model": PixelNet(model).eval(), "x_batch": x.numpy(), "y_batch": y.numpy()}
+    kwargs = {"model": model.as_module().eval(), "x_batch": x.numpy(), "y_batch": y.numpy()}
     sparseness = quantus.Sparseness(disable_warnings=True)(a_batch=a.numpy().copy(), **kwargs)
     np.testing.assert_allclose(M.gini(a).numpy(), sparseness, atol=1e-4, rtol=0)
     complexity = quantus.Complexity(disable_warnings=True)(a_batch=a.numpy().copy(), **kwargs)
@@ -383,7 +370,7 @@ def test_pixel_flipping_matches_quantus(quantus, mnist_like):
     model, x, y, a = mnist_like
     metric = quantus.PixelFlipping(features_in_step=28, perturb_baseline=0.0, disable_warnings=True)
     theirs = np.asarray(
-        metric(model=PixelNet(model).eval(), x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy().copy())
+        metric(model=model.as_module().eval(), x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy().copy())
     )
     ours = M.pixel_flipping(model, x, a, y, features_in_step=28)
     np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-4, rtol=0)
@@ -402,7 +389,7 @@ def test_mprt_matches_quantus(quantus, mnist_like):
         return torch.autograd.grad(logit, xt)[0].numpy()
 
     theirs = quantus.MPRT(seed=41, disable_warnings=True)(
-        model=PixelNet(model).eval(),
+        model=model.as_module().eval(),
         x_batch=x.numpy(),
         y_batch=y.numpy(),
         a_batch=a.numpy().copy(),

@@ -117,3 +117,13 @@ def test_weights_digest_tracks_weights(tiny_cnn):
     with torch.no_grad():
         tiny_cnn.module.fc2.bias[0] += 1
     assert tiny_cnn.weights_sha256() != before
+
+
+def test_as_module_computes_the_same_logits_and_survives_a_deep_copy(tiny_cnn, images):
+    import copy
+
+    net = tiny_cnn.as_module()
+    with torch.no_grad():
+        torch.testing.assert_close(net(images), tiny_cnn.forward(images))
+        torch.testing.assert_close(copy.deepcopy(net)(images), tiny_cnn.forward(images))
+    assert net.inner is tiny_cnn.module  # shares the weights

@@ -109,18 +109,6 @@ def _options(method: str, given: dict[str, Any]) -> dict[str, Any]:
     return {**allowed, **given}
 
 
-class _Normalised(nn.Module):
-    """The classifier's module behind its normalisation, as one module Captum can hook into."""
-
-    def __init__(self, model: Classifier) -> None:
-        super().__init__()
-        self.inner = model.module
-        self._model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._model.forward(x)
-
-
 def explain(
     model: Classifier,
     x: Any,
@@ -188,7 +176,7 @@ def _saliency(model, x, target, size, opts, absolute=False) -> torch.Tensor:
 def _guided_backprop(model, x, target, size, opts) -> torch.Tensor:
     from captum.attr import GuidedBackprop
 
-    guided = GuidedBackprop(_Normalised(model))
+    guided = GuidedBackprop(model.as_module())
     out = []
     for xb, tb in _chunks(x, target, size):
         xb, tb = _device(model, xb, tb)
@@ -211,8 +199,7 @@ def _gradcam(model, x, target, size, opts) -> torch.Tensor:
 def _guided_gradcam(model, x, target, size, opts) -> torch.Tensor:
     from captum.attr import GuidedGradCam
 
-    wrapper = _Normalised(model)
-    guided = GuidedGradCam(wrapper, opts["layer"] or last_conv_layer(model.module))
+    guided = GuidedGradCam(model.as_module(), opts["layer"] or last_conv_layer(model.module))
     out = []
     for xb, tb in _chunks(x, target, size):
         xb, tb = _device(model, xb, tb)

@@ -205,6 +205,11 @@ class Classifier:
     def predict(self, x: Any, *, batch_size: int | None = None) -> torch.Tensor:
         return self.logits(x, batch_size=batch_size).argmax(dim=1)
 
+    def as_module(self) -> PixelSpaceModule:
+        """This model as one ``nn.Module`` taking pixel-space inputs (normalisation inside): what
+        libraries that hook or copy modules need (Captum's guided backprop, Quantus)."""
+        return PixelSpaceModule(self)
+
     # ------------------------------------------------------------------ identity --------------
     def require_gradients(self, method: str) -> None:
         """Raise a clear error if ``method`` needs gradients this classifier cannot give."""
@@ -238,6 +243,24 @@ class Classifier:
             probe += self.bounds[0]
         with torch.no_grad():
             return int(self._checked_forward(probe).shape[1])
+
+
+class PixelSpaceModule(nn.Module):
+    """A classifier's module behind its normalisation (buffers ``mean``/``std``, None when absent).
+    Shares the module's weights; deep copies copy both."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        super().__init__()
+        self.inner = classifier.module
+        self.register_buffer("mean", None if classifier._mean_dev is None else classifier._mean_dev.clone())
+        self.register_buffer("std", None if classifier._std_dev is None else classifier._std_dev.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mean is not None:
+            x = x - self.mean
+        if self.std is not None:
+            x = x / self.std
+        return self.inner(x)
 
 
 class BlackBoxClassifier(Classifier):
