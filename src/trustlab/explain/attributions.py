@@ -162,49 +162,46 @@ def target_gradient(model: Classifier, x: torch.Tensor, target: torch.Tensor) ->
     return grad
 
 
+def _per_chunk(model, x, target, size, attribute) -> torch.Tensor:
+    """``attribute(inputs, targets)`` on ``size`` examples at a time, on the model's device."""
+    out = []
+    for xb, tb in _chunks(x, target, size):
+        xb, tb = _device(model, xb, tb)
+        out.append(attribute(xb, tb).cpu())
+    return torch.cat(out)
+
+
 def _saliency(model, x, target, size, opts, absolute=False) -> torch.Tensor:
     from captum.attr import Saliency
 
     saliency = Saliency(model.forward)
-    out = []
-    for xb, tb in _chunks(x, target, size):
-        xb, tb = _device(model, xb, tb)
-        out.append(saliency.attribute(xb, target=tb, abs=absolute).cpu())
-    return torch.cat(out)
+    return _per_chunk(model, x, target, size, lambda xb, tb: saliency.attribute(xb, target=tb, abs=absolute))
 
 
 def _guided_backprop(model, x, target, size, opts) -> torch.Tensor:
     from captum.attr import GuidedBackprop
 
     guided = GuidedBackprop(model.as_module())
-    out = []
-    for xb, tb in _chunks(x, target, size):
-        xb, tb = _device(model, xb, tb)
-        out.append(guided.attribute(xb, target=tb).cpu())
-    return torch.cat(out)
+    return _per_chunk(model, x, target, size, lambda xb, tb: guided.attribute(xb, target=tb))
 
 
 def _gradcam(model, x, target, size, opts) -> torch.Tensor:
     from captum.attr import LayerAttribution, LayerGradCam
 
     cam = LayerGradCam(model.forward, opts["layer"] or last_conv_layer(model.module))
-    out = []
-    for xb, tb in _chunks(x, target, size):
-        xb, tb = _device(model, xb, tb)
-        attribution = cam.attribute(xb, target=tb, relu_attributions=True)
-        out.append(LayerAttribution.interpolate(attribution, tuple(x.shape[-2:]), interpolate_mode="bilinear").cpu())
-    return torch.cat(out)
+
+    def attribute(xb: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
+        coarse = cam.attribute(xb, target=tb, relu_attributions=True)
+        return LayerAttribution.interpolate(coarse, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+
+    return _per_chunk(model, x, target, size, attribute)
 
 
 def _guided_gradcam(model, x, target, size, opts) -> torch.Tensor:
     from captum.attr import GuidedGradCam
 
     guided = GuidedGradCam(model.as_module(), opts["layer"] or last_conv_layer(model.module))
-    out = []
-    for xb, tb in _chunks(x, target, size):
-        xb, tb = _device(model, xb, tb)
-        out.append(guided.attribute(xb, target=tb).cpu())
-    return torch.cat(out)
+    return _per_chunk(model, x, target, size, lambda xb, tb: guided.attribute(xb, target=tb))
 
 
 def _smoothgrad(model, x, target, size, opts) -> torch.Tensor:
@@ -268,21 +265,19 @@ def _occlusion(model, x, target, size, opts) -> torch.Tensor:
         raise InputError(f"occlusion needs window >= 1 and stride >= 1, got {window} and {stride}")
     occlusion = Occlusion(model.forward)
     channels = x.shape[1]
-    out = []
-    chunk = max(1, min(size, 16))  # examples per chunk; perturbations fill the rest of the batch
-    for xb, tb in _chunks(x, target, chunk):
-        xb, tb = _device(model, xb, tb)
-        out.append(
-            occlusion.attribute(
-                xb,
-                sliding_window_shapes=(channels, window, window),
-                strides=(channels, stride, stride),
-                baselines=float(opts["baseline"]),
-                target=tb,
-                perturbations_per_eval=max(1, size // xb.shape[0]),
-            ).cpu()
+
+    def attribute(xb: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
+        return occlusion.attribute(
+            xb,
+            sliding_window_shapes=(channels, window, window),
+            strides=(channels, stride, stride),
+            baselines=float(opts["baseline"]),
+            target=tb,
+            perturbations_per_eval=max(1, size // xb.shape[0]),
         )
-    return torch.cat(out)
+
+    # few examples per chunk; their perturbations fill the rest of each batch
+    return _per_chunk(model, x, target, max(1, min(size, 16)), attribute)
 
 
 def patch_mask(shape: tuple[int, ...], patch: int) -> torch.Tensor:
