@@ -11,6 +11,7 @@ in a detector file (a :class:`~trustlab.ood.guard.GuardedClassifier` stores both
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -122,6 +123,42 @@ class Detector:
     def set_fitted(self, input_shape: tuple[int, ...], bounds: tuple[float, float] | None) -> None:
         self.input_shape_ = tuple(int(s) for s in input_shape)
         self.bounds_ = None if bounds is None else (float(bounds[0]), float(bounds[1]))
+
+
+def require_positive_ints(**values: Any) -> None:
+    """One-line error naming the first option that is not a positive integer."""
+    for label, value in values.items():
+        if int(value) < 1:
+            raise InputError(f"{label} must be a positive integer, got {value}")
+
+
+class MultiScoreDetector(Detector):
+    """A detector whose learned model can be scored several ways: ``scores`` maps each way's
+    name to what the number is. ``rescored`` shares the trained model."""
+
+    scores: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, *, score: str, batch_size: int = 256) -> None:
+        super().__init__(batch_size=batch_size)
+        self.score_kind = self._checked(score)
+
+    def _checked(self, score: str) -> str:
+        if score not in self.scores:
+            raise InputError(f"score must be one of {', '.join(self.scores)}, got {score!r}")
+        return score
+
+    @property
+    def score_label(self) -> str:  # type: ignore[override]
+        return self.scores[self.score_kind]
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "score": self.score_kind}
+
+    def rescored(self, score: str) -> MultiScoreDetector:
+        """The same trained model scored another way (shares the weights)."""
+        other = copy.copy(self)
+        other.score_kind = self._checked(score)
+        return other
 
 
 class PosthocDetector(Detector):

@@ -10,7 +10,6 @@ latent is the encoder's mean, so the same input always gets the same score):
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from typing import Any
@@ -20,11 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from trustlab.exceptions import InputError
-from trustlab.ood.base import Detector
+from trustlab.ood.base import MultiScoreDetector, require_positive_ints
 from trustlab.progress import progress
 
 LN2 = math.log(2.0)
-VAE_SCORES = ("recon", "nelbo")
 
 
 class ConvVAE(nn.Module):
@@ -77,10 +75,11 @@ def _kl_per_image(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).sum(dim=1)
 
 
-class VAEDetector(Detector):
+class VAEDetector(MultiScoreDetector):
     """Convolutional VAE scored by reconstruction loss (``score="recon"``) or negative ELBO (``"nelbo"``)."""
 
     name = "vae"
+    scores = {"recon": "VAE reconstruction loss (bits)", "nelbo": "VAE negative ELBO (bits)"}
 
     def __init__(
         self,
@@ -94,13 +93,8 @@ class VAEDetector(Detector):
         seed: int = 0,
         batch_size: int = 256,
     ) -> None:
-        super().__init__(batch_size=batch_size)
-        if score not in VAE_SCORES:
-            raise InputError(f"score must be one of {', '.join(VAE_SCORES)}, got {score!r}")
-        for label, value in (("latent_dim", latent_dim), ("epochs", epochs), ("train_batch_size", train_batch_size)):
-            if int(value) < 1:
-                raise InputError(f"{label} must be a positive integer, got {value}")
-        self.score_kind = score
+        super().__init__(score=score, batch_size=batch_size)
+        require_positive_ints(latent_dim=latent_dim, epochs=epochs, train_batch_size=train_batch_size)
         self.latent_dim = int(latent_dim)
         self.channels = tuple(int(c) for c in channels)
         self.epochs = int(epochs)
@@ -111,14 +105,9 @@ class VAEDetector(Detector):
         self.history_: list[float] = []
         self.fit_seconds_: float | None = None
 
-    @property
-    def score_label(self) -> str:  # type: ignore[override]
-        return "VAE reconstruction loss (bits)" if self.score_kind == "recon" else "VAE negative ELBO (bits)"
-
     def config(self) -> dict[str, Any]:
         return {
             **super().config(),
-            "score": self.score_kind,
             "latent_dim": self.latent_dim,
             "channels": list(self.channels),
             "epochs": self.epochs,
@@ -126,14 +115,6 @@ class VAEDetector(Detector):
             "learning_rate": self.learning_rate,
             "seed": self.seed,
         }
-
-    def rescored(self, score: str) -> VAEDetector:
-        """The same trained VAE scored another way (shares the weights)."""
-        if score not in VAE_SCORES:
-            raise InputError(f"score must be one of {', '.join(VAE_SCORES)}, got {score!r}")
-        other = copy.copy(self)
-        other.score_kind = score
-        return other
 
     def _build(self, shape: tuple[int, ...]) -> ConvVAE:
         if len(shape) != 3 or shape[1] != shape[2]:

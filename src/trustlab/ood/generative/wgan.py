@@ -13,7 +13,6 @@ Only G and I are kept after training; the critic is discarded.
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -21,10 +20,8 @@ import torch
 from torch import nn
 
 from trustlab.exceptions import InputError
-from trustlab.ood.base import Detector
+from trustlab.ood.base import MultiScoreDetector, require_positive_ints
 from trustlab.progress import progress
-
-WGAN_SCORES = ("delta_z", "recon")
 
 
 def _check_shape(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -76,10 +73,11 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     return (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
 
 
-class WGANInverter(Detector):
+class WGANInverter(MultiScoreDetector):
     """WGAN-GP generator + inverter, scored by latent distance (``"delta_z"``) or reconstruction (``"recon"``)."""
 
     name = "wgan"
+    scores = {"delta_z": "WGAN latent distance (delta z)", "recon": "WGAN reconstruction error (L2)"}
 
     def __init__(
         self,
@@ -98,20 +96,15 @@ class WGANInverter(Detector):
         seed: int = 0,
         batch_size: int = 256,
     ) -> None:
-        super().__init__(batch_size=batch_size)
-        if score not in WGAN_SCORES:
-            raise InputError(f"score must be one of {', '.join(WGAN_SCORES)}, got {score!r}")
-        for label, value in (
-            ("latent_dim", latent_dim),
-            ("width", width),
-            ("gan_steps", gan_steps),
-            ("critic_iters", critic_iters),
-            ("inverter_steps", inverter_steps),
-            ("train_batch_size", train_batch_size),
-        ):
-            if int(value) < 1:
-                raise InputError(f"{label} must be a positive integer, got {value}")
-        self.score_kind = score
+        super().__init__(score=score, batch_size=batch_size)
+        require_positive_ints(
+            latent_dim=latent_dim,
+            width=width,
+            gan_steps=gan_steps,
+            critic_iters=critic_iters,
+            inverter_steps=inverter_steps,
+            train_batch_size=train_batch_size,
+        )
         self.latent_dim, self.width = int(latent_dim), int(width)
         self.gan_steps, self.critic_iters, self.inverter_steps = int(gan_steps), int(critic_iters), int(inverter_steps)
         self.gp_weight, self.latent_weight = float(gp_weight), float(latent_weight)
@@ -123,14 +116,9 @@ class WGANInverter(Detector):
         self.history_: dict[str, list[float]] = {}
         self.fit_seconds_: float | None = None
 
-    @property
-    def score_label(self) -> str:  # type: ignore[override]
-        return "WGAN latent distance (delta z)" if self.score_kind == "delta_z" else "WGAN reconstruction error (L2)"
-
     def config(self) -> dict[str, Any]:
         return {
             **super().config(),
-            "score": self.score_kind,
             "latent_dim": self.latent_dim,
             "width": self.width,
             "gan_steps": self.gan_steps,
@@ -143,14 +131,6 @@ class WGANInverter(Detector):
             "inverter_learning_rate": self.inverter_learning_rate,
             "seed": self.seed,
         }
-
-    def rescored(self, score: str) -> WGANInverter:
-        """The same trained networks scored another way (shares the weights)."""
-        if score not in WGAN_SCORES:
-            raise InputError(f"score must be one of {', '.join(WGAN_SCORES)}, got {score!r}")
-        other = copy.copy(self)
-        other.score_kind = score
-        return other
 
     def _networks(self, shape: tuple[int, ...]) -> tuple[Generator, nn.Module, nn.Module]:
         channels, side = _check_shape(shape)
