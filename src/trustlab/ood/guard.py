@@ -107,7 +107,8 @@ class GuardedClassifier:
         )
 
     def predict(self, x: Any) -> GuardedPrediction:
-        x = self.classifier.validate(x)
+        """Inputs are validated by the first call that reads them (the detector or the classifier:
+        both expect the same shape and bounds), not once more here."""
         if isinstance(self.detector, PosthocDetector):
             logits, scores = self.detector.score_with_logits(x)
         else:
