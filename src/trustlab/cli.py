@@ -17,7 +17,7 @@ import click
 
 from trustlab._version import __version__
 from trustlab.cli_explain import explain_group, study_group
-from trustlab.cli_options import data_dir_option, load_classifier, load_data, model_and_data_options
+from trustlab.cli_options import data_dir_option, echo_and_report, load_classifier, load_data, model_and_data_options
 from trustlab.exceptions import TrustlabError
 from trustlab.progress import set_quiet
 
@@ -334,7 +334,6 @@ def robustness(
 ) -> None:
     """How small a perturbation flips each prediction: minimal eps per example and per class."""
     from trustlab.exceptions import InputError
-    from trustlab.report.html import write_report
     from trustlab.report.run import RunDirectory
 
     if not search and not fixed_eps and not regions:
@@ -350,7 +349,7 @@ def robustness(
     )
     run = RunDirectory(out, command=sys.argv)
     _evaluate_into(run, classifier, data, source=source, batch_size=batch_size)
-    for line in run_robustness(
+    lines = run_robustness(
         run,
         classifier,
         data,
@@ -361,9 +360,8 @@ def robustness(
         fixed_eps=fixed_eps,
         regions=regions,
         quantile=quantile,
-    ):
-        click.echo(line)
-    click.echo(f"report written to {write_report(out)}")
+    )
+    echo_and_report(run, lines)
 
 
 def run_robustness(
@@ -578,7 +576,6 @@ def alarm_evaluate(
     """
     from trustlab.data.ood_sets import MNIST_SHAPE, OODSet
     from trustlab.ood.evaluate import ALL_DETECTORS, POSTHOC, parse_detector
-    from trustlab.report.html import write_report
     from trustlab.report.run import RunDirectory
 
     for spec in detector_specs:
@@ -598,7 +595,7 @@ def alarm_evaluate(
         x, _ = _read_inputs((path,), classifier.input_shape)
         extra[path.stem] = OODSet(path.stem, x.float(), f"your inputs from {path.name}")
     default = ALL_DETECTORS if tuple(classifier.input_shape) == MNIST_SHAPE else POSTHOC
-    for line in run_alarm(
+    lines = run_alarm(
         run,
         classifier,
         train,
@@ -612,9 +609,8 @@ def alarm_evaluate(
         limit=limit,
         data_dir=data_dir,
         seed=seed,
-    ):
-        click.echo(line)
-    click.echo(f"report written to {write_report(out)}")
+    )
+    echo_and_report(run, lines)
 
 
 def run_alarm(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from trustlab.cli_options import data_dir_option, load_classifier, load_data, model_and_data_options
+from trustlab.cli_options import data_dir_option, echo_and_report, load_classifier, load_data, model_and_data_options
 
 
 def _out_option(default: str):
@@ -21,14 +21,6 @@ def _out_option(default: str):
         show_default=True,
         help="run directory (results, figures, report)",
     )
-
-
-def _finish(run, lines: list[str]) -> None:
-    from trustlab.report.html import write_report
-
-    for line in lines:
-        click.echo(line)
-    click.echo(f"report written to {write_report(run.path)}")
 
 
 def _setup(model, dataset, split, arch, allow_pickle, data_dir, limit, out):
@@ -71,7 +63,7 @@ def explain_images(model, dataset, split, arch, allow_pickle, methods, count, ou
     result = run.add(
         f"attributions-{data.name}", attribution_gallery(classifier, data.x, data.y, methods=chosen, dataset=data.name)
     )
-    _finish(
+    echo_and_report(
         run,
         [
             f"{m}: {result.seconds[m]:.2f} s, Gini {result.gini[m]:.3f}, deletion AUC {result.deletion_auc[m]:.3f}"
@@ -108,7 +100,7 @@ def explain_tabular(dataset, kind, patients, seed, out, data_dir) -> None:
     run.describe_data(train)
     result = run.add(f"tabular-{dataset}", tabular_explanations(train, test, kind=kind, patients=rows, seed=seed))
     top = sorted(zip(result.global_importance, result.feature_names), reverse=True)[:3]
-    _finish(
+    echo_and_report(
         run,
         [
             f"{kind}: accuracy {100 * result.accuracy:.1f}%, ROC AUC {result.roc_auc:.3f}",
@@ -140,7 +132,7 @@ def explain_featurevis(model, arch, allow_pickle, input_shape, steps, seed, out)
     run = RunDirectory(out, seed=seed, command=sys.argv)
     run.describe_model(classifier, source=source)
     result = run.add("feature-visualisation", activation_maximisation(classifier, steps=steps, seed=seed))
-    _finish(
+    echo_and_report(
         run,
         [", ".join(f"{result.class_names[c]}: {p:.3f}" for c, p in zip(result.classes, result.probabilities))],
     )
@@ -165,7 +157,7 @@ def explain_attack_command(model, dataset, split, arch, allow_pickle, attack_nam
         f"attack-explanations-{data.name}",
         explain_attack(classifier, data.x, data.y, attack=attack, eps=eps, method=method, dataset=data.name),
     )
-    _finish(
+    echo_and_report(
         run,
         [
             f"accuracy {100 * result.accuracy_before:.1f}% -> {100 * result.accuracy_after:.1f}% "
@@ -208,4 +200,4 @@ def robust_vs_natural_command(natural, robust, dataset, split, limit, eps, metho
     for metric in result.metric_descriptions:
         cells = ", ".join(f"{m}/{k} {result.means[metric][m][k]:.3f}" for m in result.models for k in result.inputs)
         lines.append(f"{metric}: {cells}")
-    _finish(run, lines)
+    echo_and_report(run, lines)

@@ -55,3 +55,12 @@ def load_classifier(
         model, architecture=arch, allow_pickle=allow_pickle, input_shape=input_shape, batch_size=batch_size
     )
     return classifier, str(model)
+
+
+def echo_and_report(run: Any, lines: list[str]) -> None:
+    """Print a check's summary lines, then render the run directory's report and say where it is."""
+    from trustlab.report.html import write_report
+
+    for line in lines:
+        click.echo(line)
+    click.echo(f"report written to {write_report(run.path)}")
