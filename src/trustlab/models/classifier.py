@@ -23,7 +23,7 @@ ERR_NAN = "{name} contain {count} NaN or infinite values"
 ERR_BOUNDS = "{name} must lie in the input bounds [{low:g}, {high:g}], found values in [{min:.4g}, {max:.4g}]"
 
 
-def _as_tensor(x: Any, name: str) -> torch.Tensor:
+def as_tensor(x: Any, name: str) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
@@ -36,7 +36,7 @@ def validate_inputs(
 ) -> torch.Tensor:
     """Check that ``x`` is a batch of ``input_shape`` inputs, finite and within ``bounds``; return
     it as a float tensor. Shared by classifiers and detectors so both refuse bad input alike."""
-    x = _as_tensor(x, name)
+    x = as_tensor(x, name)
     if tuple(x.shape[1:]) != tuple(input_shape) or x.ndim != len(input_shape) + 1:
         raise InputError(ERR_SHAPE.format(name=name, expected=", ".join(map(str, input_shape)), got=tuple(x.shape)))
     if not torch.is_floating_point(x):

@@ -23,7 +23,7 @@ from safetensors.torch import save as safetensors_save
 from trustlab.exceptions import InputError, ModelLoadError, NotFittedError, UnknownNameError
 from trustlab.files import atomic_write_bytes
 from trustlab.models.artefacts import read_safetensors
-from trustlab.models.classifier import Classifier, validate_inputs
+from trustlab.models.classifier import Classifier, as_tensor, validate_inputs
 
 FORMAT = "trustlab-detector/1"
 ERR_NOT_FITTED = "{name} detector is not fitted; call fit(in_distribution_data) first"
@@ -93,9 +93,9 @@ class Detector:
     def fit(self, data: Any, y: Any = None) -> Detector:
         """Learn the in-distribution from ``data`` (a Dataset or an array of inputs); returns self."""
         x, y = _unpack(data, y)
-        x = validate_inputs(x, tuple(torch.as_tensor(x).shape[1:]), None, name="training inputs")
-        if x.shape[0] < 2:
-            raise InputError(f"fit needs at least 2 in-distribution examples, got {x.shape[0]}")
+        x = as_tensor(x, "training inputs")
+        if x.ndim == 0 or x.shape[0] < 2:
+            raise InputError(f"fit needs a batch of at least 2 in-distribution examples, got shape {tuple(x.shape)}")
         shape, bounds = self._input_spec(x)
         x = validate_inputs(x, shape, bounds, name="training inputs")
         if y is not None:
