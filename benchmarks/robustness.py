@@ -210,16 +210,7 @@ class Subject:
 def make_subject(name: str, model: Classifier) -> Subject:
     model.module.requires_grad_(False)
     counter = CallCounter()
-    counted = Classifier(
-        CountingModule(model.module, counter),
-        input_shape=model.input_shape,
-        num_classes=model.num_classes,
-        bounds=model.bounds,
-        mean=model.mean,
-        std=model.std,
-        batch_size=model.batch_size,
-        architecture=model.architecture,
-    )
+    counted = model.with_module(CountingModule(model.module, counter))
     net = CountingModule(model.module, counter, model.mean, model.std).eval()
     return Subject(name=name, model=model, counted=counted, net=net, counter=counter)
 

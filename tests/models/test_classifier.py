@@ -127,3 +127,11 @@ def test_as_module_computes_the_same_logits_and_survives_a_deep_copy(tiny_cnn, i
         torch.testing.assert_close(net(images), tiny_cnn.forward(images))
         torch.testing.assert_close(copy.deepcopy(net)(images), tiny_cnn.forward(images))
     assert net.inner is tiny_cnn.module  # shares the weights
+
+
+def test_with_module_keeps_the_contract(tiny_cnn):
+    import copy
+
+    other = tiny_cnn.with_module(copy.deepcopy(tiny_cnn.module))
+    assert other.describe() == tiny_cnn.describe() and other.batch_size == tiny_cnn.batch_size
+    assert other.module is not tiny_cnn.module

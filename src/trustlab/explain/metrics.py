@@ -563,18 +563,7 @@ class RandomisationResult:
 def copy_classifier(model: Classifier) -> Classifier:
     """A Classifier around a deep copy of ``model``'s module, with the same bounds, normalisation,
     classes and batch size: changing its weights leaves ``model`` untouched."""
-    return Classifier(
-        copy.deepcopy(model.module),
-        input_shape=model.input_shape,
-        num_classes=model.num_classes,
-        bounds=model.bounds,
-        mean=model.mean,
-        std=model.std,
-        class_names=model.class_names,
-        batch_size=model.batch_size,
-        architecture=model.architecture,
-        config=model.config,
-    )
+    return model.with_module(copy.deepcopy(model.module))
 
 
 def _layers(module: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -205,6 +205,22 @@ class Classifier:
     def predict(self, x: Any, *, batch_size: int | None = None) -> torch.Tensor:
         return self.logits(x, batch_size=batch_size).argmax(dim=1)
 
+    def with_module(self, module: nn.Module) -> Classifier:
+        """A Classifier around ``module`` with this one's bounds, normalisation, classes, batch size
+        and architecture: for a copy whose weights will change, or a module wrapped to count calls."""
+        return Classifier(
+            module,
+            input_shape=self.input_shape,
+            num_classes=self.num_classes,
+            bounds=self.bounds,
+            mean=self.mean,
+            std=self.std,
+            class_names=self.class_names,
+            batch_size=self.batch_size,
+            architecture=self.architecture,
+            config=self.config,
+        )
+
     def as_module(self) -> PixelSpaceModule:
         """This model as one ``nn.Module`` taking pixel-space inputs (normalisation inside): what
         libraries that hook or copy modules need (Captum's guided backprop, Quantus)."""
