@@ -170,25 +170,19 @@ class CallCounter:
 
 
 class CountingModule(nn.Module):
-    """``inner`` (optionally behind the normalisation) that counts every example it evaluates.
+    """``inner`` that counts every example it evaluates.
 
     A tensor hook on the output fires when a backward pass goes through it, for peers that call
     ``loss.backward()`` and for ``torch.autograd.grad`` alike.
     """
 
-    def __init__(
-        self, inner: nn.Module, counter: CallCounter, mean: torch.Tensor | None = None, std: torch.Tensor | None = None
-    ) -> None:
+    def __init__(self, inner: nn.Module, counter: CallCounter) -> None:
         super().__init__()
         self.inner = inner
         self.counter = counter
-        self.normalise = mean is not None
-        if self.normalise:
-            self.register_buffer("mean", mean.clone())
-            self.register_buffer("std", std.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.inner((x - self.mean) / self.std if self.normalise else x)
+        out = self.inner(x)
         n = x.shape[0]
         self.counter.examples += n
         if out.requires_grad:
@@ -211,7 +205,7 @@ def make_subject(name: str, model: Classifier) -> Subject:
     model.module.requires_grad_(False)
     counter = CallCounter()
     counted = model.with_module(CountingModule(model.module, counter))
-    net = CountingModule(model.module, counter, model.mean, model.std).eval()
+    net = CountingModule(model.as_module(), counter).eval()  # pixel space: normalisation inside
     return Subject(name=name, model=model, counted=counted, net=net, counter=counter)
 
 
