@@ -18,6 +18,7 @@ import torch
 
 from trustlab.data.corruptions import gaussian_blur
 from trustlab.exceptions import InputError
+from trustlab.explain.gallery import Image, image_rows
 from trustlab.models.classifier import Classifier
 from trustlab.progress import progress
 from trustlab.report.results import Result
@@ -30,7 +31,7 @@ class FeatureVisResult(Result):
     kind = "feature_visualisation"
     class_names: tuple[str, ...]
     classes: tuple[int, ...]
-    images: tuple[tuple[tuple[float, ...], ...], ...]  # per class: H rows of W values (first channel)
+    images: tuple[Image, ...]  # per class: H rows of W values (channels summed)
     probabilities: tuple[float, ...]
     settings: dict[str, float]
     seconds: float
@@ -100,7 +101,7 @@ def activation_maximisation(
     return FeatureVisResult(
         class_names=tuple(model.class_names),
         classes=tuple(classes.tolist()),
-        images=tuple(tuple(tuple(round(v, 4) for v in row) for row in image[0].tolist()) for image in images),
+        images=tuple(image_rows(image) for image in images),
         probabilities=tuple(float(p) for p in probabilities),
         settings={
             "steps": steps,
