@@ -2,8 +2,8 @@
 
 Two models (natural and adversarially trained) x two kinds of input (clean, and PGD-adversarial
 against that same model): saliency maps towards the true class for each of the four cells, and
-per cell the mean of alignment with the input (signed cosine, and Etmann et al.'s normalised
-|<x, g>| / (||x|| ||g||)), compactness (Gini, entropy, share of mass in the top 10% of pixels) and
+per cell the mean of alignment with the input (signed cosine, and Etmann et al.'s
+|<x, g>| / ||g||), compactness (Gini, entropy, share of mass in the top 10% of pixels) and
 faithfulness (deletion AUC), with bootstrap 95% intervals. Etmann et al. (2019) and Tsipras et
 al. (2019) found robust models' gradients better aligned with the input; this reports what the
 shipped models show, whichever way it comes out.
@@ -30,7 +30,7 @@ from trustlab.stats import bootstrap_interval
 
 METRICS = {
     "cosine_alignment": "signed cosine <x, g> / (||x|| ||g||) (higher = map looks like the input)",
-    "etmann_alignment": "Etmann et al.: |<x, g>| / (||x|| ||g||) (higher = better aligned)",
+    "etmann_alignment": "Etmann et al.: |<x, g>| / ||g||, pixel units (higher = better aligned)",
     "gini": "Gini index of |g| (higher = sparser)",
     "entropy": "entropy of |g| / sum |g| (lower = more compact)",
     "top10_mass": "share of |g| in the top 10% of pixels (higher = more compact)",
@@ -60,7 +60,7 @@ class RobustVsNaturalResult(Result):
 def _cell_metrics(model: Classifier, x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, steps: int) -> dict:
     return {
         "cosine_alignment": metrics.cosine_alignment(x, g),
-        "etmann_alignment": metrics.etmann_alignment(x, g, normalise=True),
+        "etmann_alignment": metrics.etmann_alignment(x, g),
         "gini": metrics.gini(g),
         "entropy": metrics.entropy_complexity(g),
         "top10_mass": metrics.top_k_mass(g, 0.1),
