@@ -95,7 +95,7 @@ def test_surrogates_find_the_only_patch_that_matters(method):
     assert torch.equal(maps, explain(model, x, 1, method=method, n_samples=80))  # seeded
 
 
-def test_guided_backprop_differs_from_saliency_only_where_relus_block(model, digits):
+def test_guided_backprop_is_not_plain_saliency_and_guided_gradcam_is_input_shaped(model, digits):
     x, y = digits
     guided = explain(model, x, y, method="guided_backprop")
     assert not torch.allclose(guided, explain(model, x, y, method="saliency"))
