@@ -53,7 +53,7 @@ from trustlab.ood.calibration import split_holdout
 from trustlab.ood.evaluate import ALL_DETECTORS, build_detectors, evaluate_alarm
 from trustlab.ood.guard import GuardedClassifier
 from trustlab.ood.metrics import auroc
-from trustlab.progress import set_quiet
+from trustlab.core.progress import set_quiet
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EXTRA_DETECTORS = ("vae:recon+ic",)

@@ -87,7 +87,7 @@ from torch import nn
 from trustlab.data import load_dataset
 from trustlab.explain import metrics as tm
 from trustlab.models import Classifier, load_reference_model
-from trustlab.progress import set_quiet
+from trustlab.core.progress import set_quiet
 
 # ----------------------------------------------------------------------------- settings -------
 REPO = Path(__file__).resolve().parents[1]

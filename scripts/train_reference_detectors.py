@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from trustlab.data import load_dataset
-from trustlab.files import atomic_write_json
+from trustlab.core.files import atomic_write_json
 from trustlab.models.classifier import tensors_sha256
 from trustlab.ood.base import save_detector
 from trustlab.ood.generative import VAEDetector, WGANInverter

@@ -27,7 +27,7 @@ _EXPORTS = {
     "write_report": "trustlab.report.html",
     "GuardedClassifier": "trustlab.ood.guard",
     "load_reference_detector": "trustlab.ood.reference",
-    "TrustlabError": "trustlab.exceptions",
+    "TrustlabError": "trustlab.core.exceptions",
 }
 
 __all__ = ["__version__", *_EXPORTS]

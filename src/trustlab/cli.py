@@ -18,8 +18,8 @@ import click
 from trustlab._version import __version__
 from trustlab.cli_explain import explain_group, study_group
 from trustlab.cli_options import data_dir_option, echo_and_report, load_classifier, load_data, model_and_data_options
-from trustlab.exceptions import TrustlabError
-from trustlab.progress import set_quiet
+from trustlab.core.exceptions import TrustlabError
+from trustlab.core.progress import set_quiet
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -244,7 +244,7 @@ def _build_attack(name: str, options: dict[str, Any]):
     """Build an attack from CLI options, refusing options the attack does not take."""
     import inspect
 
-    from trustlab.exceptions import InputError
+    from trustlab.core.exceptions import InputError
     from trustlab.robustness.attacks import ATTACKS
 
     accepted = inspect.signature(ATTACKS[name]).parameters
@@ -333,7 +333,7 @@ def robustness(
     data_dir: Path | None,
 ) -> None:
     """How small a perturbation flips each prediction: minimal eps per example and per class."""
-    from trustlab.exceptions import InputError
+    from trustlab.core.exceptions import InputError
     from trustlab.report.run import RunDirectory
 
     if not search and not fixed_eps and not regions:
@@ -633,7 +633,7 @@ def run_alarm(
     """Fit, calibrate and evaluate ``detectors`` into ``run``; return summary lines. The built-in
     OOD suite is used for 1 x 28 x 28 (MNIST-like) inputs; ``extra_sets`` are the user's own."""
     from trustlab.data.ood_sets import MNIST_SHAPE, ood_suite
-    from trustlab.exceptions import InputError
+    from trustlab.core.exceptions import InputError
     from trustlab.ood.evaluate import build_detectors, evaluate_alarm
 
     sets = {}
@@ -677,7 +677,7 @@ def _read_inputs(paths: tuple[Path, ...], input_shape: tuple[int, ...]):
     import numpy as np
     import torch
 
-    from trustlab.exceptions import InputError
+    from trustlab.core.exceptions import InputError
 
     batches, names = [], []
     for path in paths:

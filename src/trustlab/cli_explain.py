@@ -83,7 +83,7 @@ def explain_images(model, dataset, split, arch, allow_pickle, methods, count, ou
 @data_dir_option
 def explain_tabular(dataset, kind, patients, seed, out, data_dir) -> None:
     """Correlations, a classifier, LIME for single rows, SHAP local and global, and their agreement."""
-    from trustlab.exceptions import InputError
+    from trustlab.core.exceptions import InputError
     from trustlab.explain.tabular import tabular_explanations
     from trustlab.report.run import RunDirectory
 
@@ -120,7 +120,7 @@ def explain_tabular(dataset, kind, patients, seed, out, data_dir) -> None:
 @_out_option("runs/featurevis")
 def explain_featurevis(model, arch, allow_pickle, input_shape, steps, seed, out) -> None:
     """One optimised image per class (activation maximisation) and the probability it gets."""
-    from trustlab.exceptions import InputError
+    from trustlab.core.exceptions import InputError
     from trustlab.explain.featurevis import activation_maximisation
     from trustlab.report.run import RunDirectory
 

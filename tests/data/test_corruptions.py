@@ -15,7 +15,7 @@ from trustlab.data.corruptions import (
     rotate,
     shift,
 )
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 
 
 def _rand(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:

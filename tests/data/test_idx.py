@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from trustlab.data.idx import encode_idx, read_idx, write_idx
-from trustlab.exceptions import DataFormatError
+from trustlab.core.exceptions import DataFormatError
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])

@@ -22,7 +22,7 @@ from trustlab.data.ood_sets import (
     ood_suite,
     uniform_noise,
 )
-from trustlab.exceptions import DataNotFoundError, InputError, UnknownNameError
+from trustlab.core.exceptions import DataNotFoundError, InputError, UnknownNameError
 
 FILE_SETS = ("notmnist", "fashion_mnist")
 GENERATED = ("uniform_noise", "gaussian_noise", "natural_crops")

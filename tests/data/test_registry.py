@@ -7,13 +7,13 @@ import torch
 from trustlab.data import download as download_module
 from trustlab.data import load_dataset, resolve_data_dir, split_status
 from trustlab.data.idx import encode_idx, write_idx
-from trustlab.exceptions import (
+from trustlab.core.exceptions import (
     DataFormatError,
     DataIntegrityError,
     DataNotFoundError,
     UnknownNameError,
 )
-from trustlab.files import sha256_bytes
+from trustlab.core.files import sha256_bytes
 
 
 def test_unknown_dataset_and_split_name_the_choices():

@@ -6,7 +6,7 @@ from captum.attr import IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 from torch import nn
 
 from trustlab.data import load_dataset
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.explain import METHODS, explain
 from trustlab.models import Classifier, load_reference_model
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.explain.featurevis import activation_maximisation, total_variation
 from trustlab.models import load_reference_model
-from trustlab.report.results import Result
+from trustlab.core.results import Result
 
 
 def test_every_class_image_is_recognised(one_thread):

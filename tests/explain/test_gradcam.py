@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.explain import explain
 from trustlab.models import Classifier, load_reference_model
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.explain import metrics as M
 from trustlab.models import Classifier
 

@@ -12,7 +12,7 @@ import torch
 
 from trustlab.data.dataset import Dataset, DatasetMetadata
 from trustlab.data.registry import load_dataset
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.explain.tabular import (
     TabularExplanationResult,
     background_sample,
@@ -24,7 +24,7 @@ from trustlab.explain.tabular import (
     shap_explanations,
     tabular_explanations,
 )
-from trustlab.report.results import Result
+from trustlab.core.results import Result
 
 
 @pytest.fixture(scope="module")

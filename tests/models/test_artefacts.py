@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trustlab.exceptions import InputError, ModelLoadError, PickleRefusedError
+from trustlab.core.exceptions import InputError, ModelLoadError, PickleRefusedError
 from trustlab.models import Classifier, build_architecture, load_model, save_model
 from trustlab.models.architectures import MnistCNN
 
@@ -119,7 +119,7 @@ def test_garbage_and_missing_files(tmp_path):
 
 
 def test_architecture_registry_errors():
-    from trustlab.exceptions import UnknownNameError
+    from trustlab.core.exceptions import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="unknown architecture 'resnet'; expected one of: mlp, mnist_cnn"):
         build_architecture("resnet")

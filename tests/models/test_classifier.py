@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from trustlab.exceptions import GradientsUnavailableError, InputError
+from trustlab.core.exceptions import GradientsUnavailableError, InputError
 from trustlab.models import BlackBoxClassifier, Classifier
 
 

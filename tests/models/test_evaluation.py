@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from trustlab.data import load_dataset
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.models import load_reference_model
 from trustlab.models.evaluation import accuracy_from_predictions, evaluate, wilson_interval
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from trustlab.data import load_dataset
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.models import Classifier, build_architecture, train
 from trustlab.models.training import random_translate
 

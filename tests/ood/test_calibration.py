@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.ood.calibration import ConformalThreshold, split_holdout
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from trustlab.exceptions import InputError, NotFittedError
+from trustlab.core.exceptions import InputError, NotFittedError
 from trustlab.ood.base import list_detectors, load_detector, make_detector, save_detector
 from trustlab.ood.generative import ComplexityCorrected, VAEDetector, WGANInverter
 from trustlab.ood.reference import load_reference_detector

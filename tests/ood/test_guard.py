@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trustlab.exceptions import InputError, ModelLoadError, NotFittedError
+from trustlab.core.exceptions import InputError, ModelLoadError, NotFittedError
 from trustlab.models import load_reference_model
 from trustlab.ood.base import make_detector
 from trustlab.ood.guard import GuardedClassifier

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.ood.metrics import (
     aupr_in,
     aupr_out,

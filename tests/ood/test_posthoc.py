@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from trustlab.exceptions import InputError, UnknownNameError
+from trustlab.core.exceptions import InputError, UnknownNameError
 from trustlab.models import Classifier
 from trustlab.ood.posthoc import KNN, Energy, Mahalanobis, MaxLogit, MaxSoftmax
 

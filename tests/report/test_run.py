@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from trustlab.data import load_dataset
-from trustlab.exceptions import RunDirectoryError
-from trustlab.files import atomic_write_text
+from trustlab.core.exceptions import RunDirectoryError
+from trustlab.core.files import atomic_write_text
 from trustlab.models.evaluation import evaluate
 from trustlab.report.run import RunDirectory, read_results
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trustlab.data import load_dataset
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.robustness.attacks import APGD, PGD
 from trustlab.robustness.attacks.apgd import apgd_checkpoints
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from trustlab.report.results import Result
+from trustlab.core.results import Result
 from trustlab.robustness.profile import class_profile, robustness_result
 from trustlab.robustness.search import MinimalEps
 

@@ -2,7 +2,7 @@ import torch
 
 from trustlab.data import load_dataset
 from trustlab.models import load_reference_model
-from trustlab.report.results import Result
+from trustlab.core.results import Result
 from trustlab.robustness.regions import region_result, region_search, split_by_quantile
 
 

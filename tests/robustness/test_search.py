@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from trustlab.models import Classifier, load_reference_model
-from trustlab.report.checkpoint import BatchCheckpoint
+from trustlab.core.batching import BatchCheckpoint
 from trustlab.robustness.attacks import PGD
 from trustlab.robustness.search import linear_scan, minimal_eps
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from trustlab.data import load_dataset
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.models import Classifier
 from trustlab.robustness.attacks import Square, margin
 from trustlab.robustness.attacks.square import square_fraction

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from trustlab.data.dataset import Dataset, DatasetMetadata, FileRecord
-from trustlab.exceptions import DataFormatError, DataNotFoundError
-from trustlab.files import sha256_file
+from trustlab.core.exceptions import DataFormatError, DataNotFoundError
+from trustlab.core.files import sha256_file
 
 
 def dataset_from_npz(

@@ -16,7 +16,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 
 BOUNDS_TOLERANCE = 1e-6
 

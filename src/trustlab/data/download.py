@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trustlab.data.paths import offline
-from trustlab.exceptions import DataIntegrityError, DataNotFoundError
-from trustlab.files import atomic_write_bytes, sha256_bytes
+from trustlab.core.exceptions import DataIntegrityError, DataNotFoundError
+from trustlab.core.files import atomic_write_bytes, sha256_bytes
 
 TIMEOUT_S = 20.0
 

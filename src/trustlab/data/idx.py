@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trustlab.exceptions import DataFormatError
-from trustlab.files import atomic_write_bytes
+from trustlab.core.exceptions import DataFormatError
+from trustlab.core.files import atomic_write_bytes
 
 _DTYPES = {
     0x08: np.dtype(np.uint8),

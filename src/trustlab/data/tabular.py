@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trustlab.exceptions import DataFormatError
+from trustlab.core.exceptions import DataFormatError
 
 PIMA_FEATURES = (
     "Pregnancies",

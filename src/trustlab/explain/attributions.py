@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.models.classifier import Classifier
-from trustlab.progress import progress
+from trustlab.core.progress import progress
 
 METHODS = (
     "saliency",

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 
 from trustlab.data.corruptions import gaussian_blur
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.explain.gallery import Image, image_rows
 from trustlab.models.classifier import Classifier
-from trustlab.progress import progress
-from trustlab.report.results import Result
+from trustlab.core.progress import progress
+from trustlab.core.results import Result
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.models.classifier import Classifier
-from trustlab.progress import progress
+from trustlab.core.progress import progress
 
 ORDERS = ("top_down", "bottom_up", "independent")
 SIMILARITIES = ("spearman", "pearson")

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 from trustlab.data.dataset import Dataset
-from trustlab.exceptions import InputError
-from trustlab.progress import progress
-from trustlab.report.results import Result
+from trustlab.core.exceptions import InputError
+from trustlab.core.progress import progress
+from trustlab.core.results import Result
 
 MODEL_KINDS = ("gradient_boosting", "logistic")
 EXPLAIN_EXTRA = 'pip install "trustlab[explain]"'

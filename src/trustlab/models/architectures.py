@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trustlab.exceptions import UnknownNameError
+from trustlab.core.exceptions import UnknownNameError
 
 _ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
 

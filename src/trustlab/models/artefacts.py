@@ -29,8 +29,8 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
-from trustlab.exceptions import InputError, ModelLoadError, PickleRefusedError
-from trustlab.files import atomic_write_bytes
+from trustlab.core.exceptions import InputError, ModelLoadError, PickleRefusedError
+from trustlab.core.files import atomic_write_bytes
 from trustlab.models.architectures import build_architecture, list_architectures
 from trustlab.models.classifier import Classifier
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trustlab.exceptions import GradientsUnavailableError, InputError
+from trustlab.core.exceptions import GradientsUnavailableError, InputError
 
 BOUNDS_TOLERANCE = 1e-6
 ERR_SHAPE = "{name} have shape {got}, but (N, {expected}) is expected"

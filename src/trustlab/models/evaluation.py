@@ -9,10 +9,10 @@ from typing import Any
 import torch
 
 from trustlab.data.dataset import Dataset
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.models.classifier import Classifier
-from trustlab.report.checkpoint import BatchCheckpoint, run_batches
-from trustlab.report.results import Result
+from trustlab.core.batching import BatchCheckpoint, run_batches
+from trustlab.core.results import Result
 
 MOST_CONFUSED = 5
 

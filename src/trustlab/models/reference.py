@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from trustlab.exceptions import UnknownNameError
+from trustlab.core.exceptions import UnknownNameError
 from trustlab.models.architectures import build_architecture
 from trustlab.models.artefacts import load_model
 from trustlab.models.classifier import Classifier

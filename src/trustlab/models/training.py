@@ -15,10 +15,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.models.classifier import Classifier
-from trustlab.progress import progress
-from trustlab.report.results import Result
+from trustlab.core.progress import progress
+from trustlab.core.results import Result
 
 
 @dataclass(frozen=True)

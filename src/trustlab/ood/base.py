@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 import torch
 from safetensors.torch import save as safetensors_save
 
-from trustlab.exceptions import InputError, ModelLoadError, NotFittedError, UnknownNameError
-from trustlab.files import atomic_write_bytes
+from trustlab.core.exceptions import InputError, ModelLoadError, NotFittedError, UnknownNameError
+from trustlab.core.files import atomic_write_bytes
 from trustlab.models.artefacts import read_safetensors
 from trustlab.models.classifier import Classifier, as_tensor, validate_inputs
 

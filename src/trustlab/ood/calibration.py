@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 
 ERR_TOO_FEW = (
     "conformal calibration at alpha={alpha:g} needs at least {needed} held-out in-distribution scores, got {n}"

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_save
 
-from trustlab.exceptions import InputError
-from trustlab.files import atomic_write_bytes
+from trustlab.core.exceptions import InputError
+from trustlab.core.files import atomic_write_bytes
 from trustlab.models.artefacts import classifier_from_description, classifier_state
 from trustlab.models.classifier import Classifier
 from trustlab.ood.base import (

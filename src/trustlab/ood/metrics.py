@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 
 TPR = 0.95
 

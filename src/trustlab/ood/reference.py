@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from trustlab.exceptions import UnknownNameError
+from trustlab.core.exceptions import UnknownNameError
 from trustlab.ood.base import Detector, load_detector
 
 REFERENCE_DETECTORS = {

@@ -1,5 +1,1 @@
-"""Results, run directories and the HTML report."""
-
-from trustlab.report.results import Result, result_kinds
-
-__all__ = ["Result", "result_kinds"]
+"""Run directories and the HTML report rendered from whatever views are registered."""

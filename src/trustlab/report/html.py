@@ -14,8 +14,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from trustlab._version import __version__
-from trustlab.files import atomic_write_bytes, atomic_write_text
-from trustlab.report.results import Result
+from trustlab.core.files import atomic_write_bytes, atomic_write_text
+from trustlab.core.results import Result
 from trustlab.report.run import MANIFEST_FILE, REPORT_FILE, read_results
 from trustlab.report.sections import render_sections
 

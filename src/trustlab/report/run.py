@@ -20,10 +20,10 @@ from typing import Any
 import torch
 
 from trustlab._version import __version__
-from trustlab.exceptions import RunDirectoryError
-from trustlab.files import atomic_write_json
-from trustlab.report.checkpoint import BatchCheckpoint
-from trustlab.report.results import Result
+from trustlab.core.exceptions import RunDirectoryError
+from trustlab.core.files import atomic_write_json
+from trustlab.core.batching import BatchCheckpoint
+from trustlab.core.results import Result
 
 RESULTS_FILE = "results.json"
 MANIFEST_FILE = "manifest.json"

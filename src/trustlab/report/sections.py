@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from markupsafe import Markup
 
 from trustlab.report import figures
-from trustlab.report.results import Result
+from trustlab.core.results import Result
 
 
 @dataclass

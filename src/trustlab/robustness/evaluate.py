@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trustlab.models.classifier import Classifier
-from trustlab.report.results import Result
+from trustlab.core.results import Result
 from trustlab.robustness.attacks import Attack
 
 

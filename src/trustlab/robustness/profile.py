@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from trustlab.report.results import Result
+from trustlab.core.results import Result
 from trustlab.robustness.search import MinimalEps
-from trustlab.stats import bootstrap_interval
+from trustlab.core.stats import bootstrap_interval
 
 CURVE_POINTS = 101
 

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.explain import explain
 from trustlab.models.classifier import Classifier
-from trustlab.report.results import Result
+from trustlab.core.results import Result
 from trustlab.robustness.attacks import Attack
 from trustlab.robustness.search import MinimalEps, minimal_eps
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.ood.base import Detector, detector_class
 
 

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.ood.base import MultiScoreDetector, require_positive_ints
-from trustlab.progress import progress
+from trustlab.core.progress import progress
 
 LN2 = math.log(2.0)
 

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.ood.base import MultiScoreDetector, require_positive_ints
-from trustlab.progress import progress
+from trustlab.core.progress import progress
 
 
 def _check_shape(shape: tuple[int, ...]) -> tuple[int, int]:

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.models.classifier import Classifier
 from trustlab.ood.base import PosthocDetector
-from trustlab.progress import progress
+from trustlab.core.progress import progress
 
 
 class _FeatureDetector(PosthocDetector):

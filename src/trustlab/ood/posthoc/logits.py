@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.models.classifier import Classifier
 from trustlab.ood.base import PosthocDetector
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trustlab.exceptions import UnknownNameError
+from trustlab.core.exceptions import UnknownNameError
 from trustlab.robustness.attacks.apgd import APGD
 from trustlab.robustness.attacks.base import Attack, AttackResult, lp_norms, margin, project
 from trustlab.robustness.attacks.fgsm import FGSM

@@ -42,7 +42,7 @@ import math
 
 import torch
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.robustness.attacks.base import Attack, BatchContext, expand, lp_norms
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.robustness.attacks.base import Attack, BatchContext, expand
 
 

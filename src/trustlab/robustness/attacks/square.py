@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from trustlab.exceptions import InputError
+from trustlab.core.exceptions import InputError
 from trustlab.robustness.attacks.base import Attack, BatchContext
 from trustlab.robustness.attacks.pgd import _select
 

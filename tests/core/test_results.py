@@ -5,7 +5,7 @@ import torch
 
 from trustlab.models.evaluation import AccuracyResult, accuracy_from_predictions
 from trustlab.models.training import TrainingResult
-from trustlab.report.results import Result
+from trustlab.core.results import Result
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save
 
-from trustlab.exceptions import RunDirectoryError
-from trustlab.files import atomic_write_bytes, atomic_write_json
-from trustlab.progress import progress
+from trustlab.core.exceptions import RunDirectoryError
+from trustlab.core.files import atomic_write_bytes, atomic_write_json
+from trustlab.core.progress import progress
 
 
 class BatchCheckpoint:
