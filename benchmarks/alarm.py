@@ -45,6 +45,7 @@ from pathlib import Path
 
 import torch
 
+from trustlab.core.progress import set_quiet
 from trustlab.data import load_dataset
 from trustlab.data.ood_sets import ood_suite
 from trustlab.models import load_reference_model
@@ -53,7 +54,6 @@ from trustlab.ood.calibration import split_holdout
 from trustlab.ood.evaluate import ALL_DETECTORS, build_detectors, evaluate_alarm
 from trustlab.ood.guard import GuardedClassifier
 from trustlab.ood.metrics import auroc
-from trustlab.core.progress import set_quiet
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EXTRA_DETECTORS = ("vae:recon+ic",)

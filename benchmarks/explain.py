@@ -84,10 +84,10 @@ import torch
 from common import default_data_dir, environment, fmt_busy, log, other_cpu_load, peer
 from torch import nn
 
+from trustlab.core.progress import set_quiet
 from trustlab.data import load_dataset
 from trustlab.explain import metrics as tm
 from trustlab.models import Classifier, load_reference_model
-from trustlab.core.progress import set_quiet
 
 # ----------------------------------------------------------------------------- settings -------
 REPO = Path(__file__).resolve().parents[1]

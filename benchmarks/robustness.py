@@ -88,8 +88,8 @@ import torch.nn.functional as F
 from common import default_data_dir, environment, fmt_busy, log, other_cpu_load, peer
 from torch import nn
 
-from trustlab.data import load_dataset
 from trustlab.core.exceptions import ModelLoadError, UnknownNameError
+from trustlab.data import load_dataset
 from trustlab.models import Classifier, load_reference_model
 from trustlab.robustness.attacks import APGD, FGSM, FMN, PGD
 from trustlab.robustness.search import linear_scan, minimal_eps

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from trustlab.data import load_dataset
 from trustlab.core.files import atomic_write_json
+from trustlab.data import load_dataset
 from trustlab.models import save_model, train
 from trustlab.models.evaluation import evaluate
 from trustlab.models.reference import untrained_mnist_cnn

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from trustlab.data import load_dataset
 from trustlab.core.files import atomic_write_json
+from trustlab.data import load_dataset
 from trustlab.models.classifier import tensors_sha256
 from trustlab.ood.base import save_detector
 from trustlab.ood.generative import VAEDetector, WGANInverter

@@ -632,8 +632,8 @@ def run_alarm(
 ) -> list[str]:
     """Fit, calibrate and evaluate ``detectors`` into ``run``; return summary lines. The built-in
     OOD suite is used for 1 x 28 x 28 (MNIST-like) inputs; ``extra_sets`` are the user's own."""
-    from trustlab.data.ood_sets import MNIST_SHAPE, ood_suite
     from trustlab.core.exceptions import InputError
+    from trustlab.data.ood_sets import MNIST_SHAPE, ood_suite
     from trustlab.ood.evaluate import build_detectors, evaluate_alarm
 
     sets = {}

@@ -3,9 +3,9 @@ from dataclasses import FrozenInstanceError, dataclass
 import pytest
 import torch
 
+from trustlab.core.results import Result
 from trustlab.models.evaluation import AccuracyResult, accuracy_from_predictions
 from trustlab.models.training import TrainingResult
-from trustlab.core.results import Result
 
 
 @dataclass(frozen=True)

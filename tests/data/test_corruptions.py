@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from trustlab.core.exceptions import InputError
 from trustlab.data.corruptions import (
     BLUR_SIGMA,
     CORRUPTION_DESCRIPTIONS,
@@ -15,7 +16,6 @@ from trustlab.data.corruptions import (
     rotate,
     shift,
 )
-from trustlab.core.exceptions import InputError
 
 
 def _rand(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from trustlab.data.idx import encode_idx, read_idx, write_idx
 from trustlab.core.exceptions import DataFormatError
+from trustlab.data.idx import encode_idx, read_idx, write_idx
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])

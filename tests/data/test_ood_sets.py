@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from trustlab.core.exceptions import DataNotFoundError, InputError, UnknownNameError
 from trustlab.data import load_dataset
 from trustlab.data.idx import write_idx
 from trustlab.data.ood_sets import (
@@ -22,7 +23,6 @@ from trustlab.data.ood_sets import (
     ood_suite,
     uniform_noise,
 )
-from trustlab.core.exceptions import DataNotFoundError, InputError, UnknownNameError
 
 FILE_SETS = ("notmnist", "fashion_mnist")
 GENERATED = ("uniform_noise", "gaussian_noise", "natural_crops")

@@ -4,9 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from trustlab.data import download as download_module
-from trustlab.data import load_dataset, resolve_data_dir, split_status
-from trustlab.data.idx import encode_idx, write_idx
 from trustlab.core.exceptions import (
     DataFormatError,
     DataIntegrityError,
@@ -14,6 +11,9 @@ from trustlab.core.exceptions import (
     UnknownNameError,
 )
 from trustlab.core.files import sha256_bytes
+from trustlab.data import download as download_module
+from trustlab.data import load_dataset, resolve_data_dir, split_status
+from trustlab.data.idx import encode_idx, write_idx
 
 
 def test_unknown_dataset_and_split_name_the_choices():

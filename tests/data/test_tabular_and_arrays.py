@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from trustlab.core.exceptions import DataFormatError, DataNotFoundError
 from trustlab.data import dataset_from_npz
 from trustlab.data.tabular import read_adult, read_pima
-from trustlab.core.exceptions import DataFormatError, DataNotFoundError
 
 ADULT_ROWS = (
     "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, United-States, <=50K\n"

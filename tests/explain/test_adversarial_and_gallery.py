@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from trustlab.core.results import Result
 from trustlab.data import load_dataset
 from trustlab.explain.adversarial import explain_attack
 from trustlab.explain.gallery import attribution_gallery
 from trustlab.models import load_reference_model
-from trustlab.core.results import Result
 from trustlab.report.sections import render_sections
 from trustlab.robustness.attacks import FGSM
 

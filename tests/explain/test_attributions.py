@@ -5,8 +5,8 @@ import torch
 from captum.attr import IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 from torch import nn
 
-from trustlab.data import load_dataset
 from trustlab.core.exceptions import InputError
+from trustlab.data import load_dataset
 from trustlab.explain import METHODS, explain
 from trustlab.models import Classifier, load_reference_model
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from trustlab.core.exceptions import InputError
+from trustlab.core.results import Result
 from trustlab.explain.featurevis import activation_maximisation, total_variation
 from trustlab.models import load_reference_model
-from trustlab.core.results import Result
 
 
 def test_every_class_image_is_recognised(one_thread):

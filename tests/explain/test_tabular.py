@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from trustlab.core.exceptions import InputError
+from trustlab.core.results import Result
 from trustlab.data.dataset import Dataset, DatasetMetadata
 from trustlab.data.registry import load_dataset
-from trustlab.core.exceptions import InputError
 from trustlab.explain.tabular import (
     TabularExplanationResult,
     background_sample,
@@ -24,7 +25,6 @@ from trustlab.explain.tabular import (
     shap_explanations,
     tabular_explanations,
 )
-from trustlab.core.results import Result
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from importlib import resources
 import pytest
 import torch
 
-from trustlab.data import load_dataset
 from trustlab.core.exceptions import InputError
+from trustlab.data import load_dataset
 from trustlab.models import load_reference_model
 from trustlab.models.evaluation import accuracy_from_predictions, evaluate, wilson_interval
 

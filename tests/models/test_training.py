@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from trustlab.data import load_dataset
 from trustlab.core.exceptions import InputError
+from trustlab.data import load_dataset
 from trustlab.models import Classifier, build_architecture, train
 from trustlab.models.training import random_translate
 

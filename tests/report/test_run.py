@@ -4,9 +4,9 @@ import os
 import pytest
 import torch
 
-from trustlab.data import load_dataset
 from trustlab.core.exceptions import RunDirectoryError
 from trustlab.core.files import atomic_write_text
+from trustlab.data import load_dataset
 from trustlab.models.evaluation import evaluate
 from trustlab.report.run import RunDirectory, read_results
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trustlab.data import load_dataset
 from trustlab.core.exceptions import InputError
+from trustlab.data import load_dataset
 from trustlab.robustness.attacks import APGD, PGD
 from trustlab.robustness.attacks.apgd import apgd_checkpoints
 

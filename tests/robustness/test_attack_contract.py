@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trustlab.data import load_dataset
 from trustlab.core.exceptions import GradientsUnavailableError, InputError, UnknownNameError
+from trustlab.data import load_dataset
 from trustlab.models import BlackBoxClassifier, Classifier, load_reference_model
 from trustlab.robustness.attacks import ATTACKS, Attack, lp_norms, make_attack
 

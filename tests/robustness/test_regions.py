@@ -1,8 +1,8 @@
 import torch
 
+from trustlab.core.results import Result
 from trustlab.data import load_dataset
 from trustlab.models import load_reference_model
-from trustlab.core.results import Result
 from trustlab.robustness.regions import region_result, region_search, split_by_quantile
 
 

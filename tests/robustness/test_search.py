@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from trustlab.models import Classifier, load_reference_model
 from trustlab.core.batching import BatchCheckpoint
+from trustlab.models import Classifier, load_reference_model
 from trustlab.robustness.attacks import PGD
 from trustlab.robustness.search import linear_scan, minimal_eps
 

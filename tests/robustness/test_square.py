@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from trustlab.data import load_dataset
 from trustlab.core.exceptions import InputError
+from trustlab.data import load_dataset
 from trustlab.models import Classifier
 from trustlab.robustness.attacks import Square, margin
 from trustlab.robustness.attacks.square import square_fraction

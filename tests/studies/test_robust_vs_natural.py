@@ -2,9 +2,9 @@
 
 import pytest
 
+from trustlab.core.results import Result
 from trustlab.data import load_dataset
 from trustlab.models import load_reference_model
-from trustlab.core.results import Result
 from trustlab.report.sections import render_sections
 from trustlab.robustness.attacks import PGD
 from trustlab.studies.robust_vs_natural import METRICS, robust_vs_natural

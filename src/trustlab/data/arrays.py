@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trustlab.data.dataset import Dataset, DatasetMetadata, FileRecord
 from trustlab.core.exceptions import DataFormatError, DataNotFoundError
 from trustlab.core.files import sha256_file
+from trustlab.data.dataset import Dataset, DatasetMetadata, FileRecord
 
 
 def dataset_from_npz(

@@ -7,9 +7,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from trustlab.data.paths import offline
 from trustlab.core.exceptions import DataIntegrityError, DataNotFoundError
 from trustlab.core.files import atomic_write_bytes, sha256_bytes
+from trustlab.data.paths import offline
 
 TIMEOUT_S = 20.0
 

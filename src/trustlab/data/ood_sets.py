@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trustlab.core.exceptions import DataNotFoundError, InputError, UnknownNameError
 from trustlab.data.corruptions import CORRUPTION_DESCRIPTIONS, CORRUPTIONS, check_images
 from trustlab.data.paths import resolve_data_dir
 from trustlab.data.registry import load_dataset, split_status
-from trustlab.core.exceptions import DataNotFoundError, InputError, UnknownNameError
 
 MNIST_SHAPE = (1, 28, 28)
 GAUSSIAN_MEAN = 0.5

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trustlab.core.exceptions import DataFormatError, UnknownNameError
+from trustlab.core.files import sha256_file
 from trustlab.data.dataset import Dataset, DatasetMetadata, FileRecord, ProtectedAttribute
 from trustlab.data.download import RemoteFile, ensure_files
 from trustlab.data.idx import read_idx
 from trustlab.data.paths import resolve_data_dir
 from trustlab.data.tabular import read_adult, read_pima
-from trustlab.core.exceptions import DataFormatError, UnknownNameError
-from trustlab.core.files import sha256_file
 
 SAMPLE_SPLIT = "sample"
 _SAMPLE_PACKAGE = "trustlab.data.sample"

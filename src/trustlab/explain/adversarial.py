@@ -15,10 +15,10 @@ from typing import Any
 import torch
 
 from trustlab.core.exceptions import InputError
+from trustlab.core.results import Result
 from trustlab.explain.attributions import explain
 from trustlab.explain.gallery import Image, image_rows
 from trustlab.models.classifier import Classifier
-from trustlab.core.results import Result
 from trustlab.robustness.attacks import FGSM
 from trustlab.robustness.attacks.base import Attack
 

@@ -38,8 +38,8 @@ import torch
 from torch import nn
 
 from trustlab.core.exceptions import InputError
-from trustlab.models.classifier import Classifier
 from trustlab.core.progress import progress
+from trustlab.models.classifier import Classifier
 
 METHODS = (
     "saliency",

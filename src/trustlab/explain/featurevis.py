@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 
-from trustlab.data.corruptions import gaussian_blur
 from trustlab.core.exceptions import InputError
-from trustlab.explain.gallery import Image, image_rows
-from trustlab.models.classifier import Classifier
 from trustlab.core.progress import progress
 from trustlab.core.results import Result
+from trustlab.data.corruptions import gaussian_blur
+from trustlab.explain.gallery import Image, image_rows
+from trustlab.models.classifier import Classifier
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from trustlab.core.progress import progress
+from trustlab.core.results import Result
 from trustlab.explain import metrics
 from trustlab.explain.attributions import METHODS, explain
 from trustlab.models.classifier import Classifier
-from trustlab.core.progress import progress
-from trustlab.core.results import Result
 
 Image = tuple[tuple[float, ...], ...]  # H rows of W values: how results hold an image or a map
 DEFAULT_METHODS = ("saliency", "guided_backprop", "gradcam", "smoothgrad", "integrated_gradients", "occlusion")

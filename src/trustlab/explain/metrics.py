@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from trustlab.core.exceptions import InputError
-from trustlab.models.classifier import Classifier
 from trustlab.core.progress import progress
+from trustlab.models.classifier import Classifier
 
 ORDERS = ("top_down", "bottom_up", "independent")
 SIMILARITIES = ("spearman", "pearson")

@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from trustlab.data.dataset import Dataset
 from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
 from trustlab.core.results import Result
+from trustlab.data.dataset import Dataset
 
 MODEL_KINDS = ("gradient_boosting", "logistic")
 EXPLAIN_EXTRA = 'pip install "trustlab[explain]"'

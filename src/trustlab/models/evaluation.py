@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from trustlab.data.dataset import Dataset
-from trustlab.core.exceptions import InputError
-from trustlab.models.classifier import Classifier
 from trustlab.core.batching import BatchCheckpoint, run_batches
+from trustlab.core.exceptions import InputError
 from trustlab.core.results import Result
+from trustlab.data.dataset import Dataset
+from trustlab.models.classifier import Classifier
 
 MOST_CONFUSED = 5
 

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from trustlab.core.exceptions import InputError
-from trustlab.models.classifier import Classifier
 from trustlab.core.progress import progress
 from trustlab.core.results import Result
+from trustlab.models.classifier import Classifier
 
 
 @dataclass(frozen=True)

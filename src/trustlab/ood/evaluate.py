@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from trustlab.core.exceptions import InputError
+from trustlab.core.progress import progress
+from trustlab.core.results import Result
 from trustlab.models.classifier import Classifier
 from trustlab.models.evaluation import wilson_interval
 from trustlab.ood.base import Detector, detector_class, make_detector
@@ -24,8 +26,6 @@ from trustlab.ood.calibration import ConformalThreshold
 from trustlab.ood.generative import ComplexityCorrected
 from trustlab.ood.metrics import detection_metrics, roc_curve
 from trustlab.ood.reference import REFERENCE_DETECTORS, load_reference_detector, reference_record
-from trustlab.core.progress import progress
-from trustlab.core.results import Result
 
 POSTHOC = ("msp", "energy", "maxlogit", "mahalanobis", "knn")
 GENERATIVE = (

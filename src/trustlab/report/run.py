@@ -20,9 +20,9 @@ from typing import Any
 import torch
 
 from trustlab._version import __version__
+from trustlab.core.batching import BatchCheckpoint
 from trustlab.core.exceptions import RunDirectoryError
 from trustlab.core.files import atomic_write_json
-from trustlab.core.batching import BatchCheckpoint
 from trustlab.core.results import Result
 
 RESULTS_FILE = "results.json"

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from markupsafe import Markup
 
-from trustlab.report import figures
 from trustlab.core.results import Result
+from trustlab.report import figures
 
 
 @dataclass

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trustlab.models.classifier import Classifier
 from trustlab.core.results import Result
+from trustlab.models.classifier import Classifier
 from trustlab.robustness.attacks import Attack
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from trustlab.core.results import Result
-from trustlab.robustness.search import MinimalEps
 from trustlab.core.stats import bootstrap_interval
+from trustlab.robustness.search import MinimalEps
 
 CURVE_POINTS = 101
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from trustlab.core.exceptions import InputError
+from trustlab.core.results import Result
 from trustlab.explain import explain
 from trustlab.models.classifier import Classifier
-from trustlab.core.results import Result
 from trustlab.robustness.attacks import Attack
 from trustlab.robustness.search import MinimalEps, minimal_eps
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
+from trustlab.core.batching import BatchCheckpoint, run_batches
 from trustlab.core.exceptions import InputError
 from trustlab.models.classifier import Classifier
-from trustlab.core.batching import BatchCheckpoint, run_batches
 from trustlab.robustness.attacks import FGSM, Attack, make_attack
 from trustlab.robustness.attacks.base import BatchContext, Counter, _parse_mask, expand
 

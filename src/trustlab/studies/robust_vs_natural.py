@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from trustlab.core.progress import progress
+from trustlab.core.results import Result
+from trustlab.core.stats import bootstrap_interval
 from trustlab.explain import metrics
 from trustlab.explain.attributions import explain
 from trustlab.explain.gallery import Image, image_rows
 from trustlab.models.classifier import Classifier
-from trustlab.core.progress import progress
-from trustlab.core.results import Result
 from trustlab.robustness.attacks import PGD
 from trustlab.robustness.attacks.base import Attack
-from trustlab.core.stats import bootstrap_interval
 
 METRICS = {
     "cosine_alignment": "signed cosine <x, g> / (||x|| ||g||) (higher = map looks like the input)",

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from trustlab.core.exceptions import InputError
-from trustlab.ood.base import MultiScoreDetector, require_positive_ints
 from trustlab.core.progress import progress
+from trustlab.ood.base import MultiScoreDetector, require_positive_ints
 
 LN2 = math.log(2.0)
 

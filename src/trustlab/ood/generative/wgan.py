@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from trustlab.core.exceptions import InputError
-from trustlab.ood.base import MultiScoreDetector, require_positive_ints
 from trustlab.core.progress import progress
+from trustlab.ood.base import MultiScoreDetector, require_positive_ints
 
 
 def _check_shape(shape: tuple[int, ...]) -> tuple[int, int]:

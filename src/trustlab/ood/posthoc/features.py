@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from trustlab.core.exceptions import InputError
+from trustlab.core.progress import progress
 from trustlab.models.classifier import Classifier
 from trustlab.ood.base import PosthocDetector
-from trustlab.core.progress import progress
 
 
 class _FeatureDetector(PosthocDetector):
