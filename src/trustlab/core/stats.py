@@ -1,10 +1,26 @@
-"""Small statistics shared by the checks: bootstrap intervals."""
+"""Small statistics shared by the checks: bootstrap intervals, and rank and linear correlations
+computed row by row over batches (vectorised, no per-example loop).
+
+The correlations compare pairs of flattened maps, e.g. explanations before and after a model's
+weights were randomised. They never return NaN: a constant row correlates 0 with anything, where
+``scipy.stats`` gives NaN.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+import torch
+
+from trustlab.core.exceptions import InputError
+
+ERR_TENSOR = "{name} must be a torch tensor or numpy array, got {got}"
+ERR_FINITE = "{name} contain {count} NaN or infinite values"
+ERR_NDIM = "{name} must have shape {expected}, got shape {got}"
+ERR_PAIR = "maps to compare must have the same shape, got {a} and {b}"
+ERR_RANKS = "v must be a torch tensor of shape (N, F), got {got}"
 
 
 def bootstrap_interval(
@@ -24,3 +40,74 @@ def bootstrap_interval(
     # inverted_cdf: no interpolation, so intervals reaching infinite values (censored) stay inf, not NaN
     low, high = np.percentile(stats, [100 * (1 - level) / 2, 100 * (1 + level) / 2], method="inverted_cdf")
     return (float(low), float(high))
+
+
+def average_ranks(v: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..F of each row of ``v`` (N, F), tied values sharing the mean of their ranks
+    (scipy's ``rankdata(method="average")``), as float64: [[3, 1, 3, 2]] gives [[3.5, 1, 3.5, 2]].
+
+    Vectorised over rows: one stable sort, then the first and last position of each run of equal
+    values found with cumulative max/min.
+    """
+    if not isinstance(v, torch.Tensor) or v.ndim != 2:
+        got = f"shape {tuple(v.shape)}" if isinstance(v, torch.Tensor) else type(v).__name__
+        raise InputError(ERR_RANKS.format(got=got))
+    sorted_v, order = v.sort(dim=1, stable=True)
+    f = v.shape[1]
+    pos = torch.arange(f, device=v.device).expand_as(order)
+    starts = torch.ones_like(sorted_v, dtype=torch.bool)
+    starts[:, 1:] = sorted_v[:, 1:] != sorted_v[:, :-1]
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    first = torch.where(starts, pos, torch.zeros_like(pos)).cummax(dim=1).values
+    last = torch.where(ends, pos, torch.full_like(pos, f - 1)).flip(1).cummin(dim=1).values.flip(1)
+    ranks = torch.empty_like(v, dtype=torch.float64)
+    ranks.scatter_(1, order, (first + last).double() / 2 + 1)
+    return ranks
+
+
+def pearson(a: Any, b: Any) -> torch.Tensor:
+    """Pearson correlation of each pair of flattened maps, shape (N,); 0 where one is constant."""
+    a, b = _pair(a, b)
+    a = a - a.mean(1, keepdim=True)
+    b = b - b.mean(1, keepdim=True)
+    return _safe_divide((a * b).sum(1), (a.square().sum(1) * b.square().sum(1)).sqrt()).float()
+
+
+def spearman(a: Any, b: Any) -> torch.Tensor:
+    """Spearman rank correlation of each pair of flattened maps, shape (N,), vectorised.
+
+    Ties get the average of their ranks (:func:`average_ranks`, as ``scipy.stats.spearmanr``),
+    then the ranks' Pearson correlation is taken. 0 where a map is constant (scipy gives NaN).
+    """
+    a, b = _pair(a, b)
+    return pearson(average_ranks(a), average_ranks(b))
+
+
+def _rows(value: Any, name: str) -> torch.Tensor:
+    """A finite batch (N, ...) as a tensor, integers converted to float32 (then float64 by the caller)."""
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise InputError(ERR_TENSOR.format(name=name, got=type(value).__name__))
+    if not torch.is_floating_point(value):
+        value = value.to(torch.float32)
+    bad = int((~torch.isfinite(value)).sum())
+    if bad:
+        raise InputError(ERR_FINITE.format(name=name, count=bad))
+    if value.ndim < 2:
+        raise InputError(ERR_NDIM.format(name=name, expected="(N, ...)", got=tuple(value.shape)))
+    return value
+
+
+def _pair(a: Any, b: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two batches of maps flattened to (N, F) in float64, on ``a``'s device."""
+    a, b = _rows(a, "a"), _rows(b, "b")
+    if a.shape[0] != b.shape[0] or a[0].numel() != b[0].numel():
+        raise InputError(ERR_PAIR.format(a=tuple(a.shape), b=tuple(b.shape)))
+    return a.flatten(1).double(), b.flatten(1).double().to(a.device)
+
+
+def _safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` with 0 where ``den`` is 0 (a constant row)."""
+    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(num))

@@ -221,6 +221,12 @@ class Classifier:
             config=self.config,
         )
 
+    def copy(self) -> Classifier:
+        """A Classifier around a deep copy of the module: changing its weights never touches the user's model."""
+        from copy import deepcopy
+
+        return self.with_module(deepcopy(self.module))
+
     def as_module(self) -> PixelSpaceModule:
         """This model as one ``nn.Module`` taking pixel-space inputs (normalisation inside): what
         libraries that hook or copy modules need (Captum's guided backprop, Quantus)."""
