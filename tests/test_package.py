@@ -23,7 +23,8 @@ def test_core_works_without_optional_dependencies():
         "optional = ('fastapi', 'uvicorn', 'ray', 'onnx', 'onnxruntime', 'captum', 'foolbox', 'art', 'shap', 'lime')\n"
         "for name in optional:\n"
         "    sys.modules[name] = None  # make any import of them fail\n"
-        "import trustlab.cli, trustlab.models, trustlab.data, trustlab.report.html, trustlab.report.sections\n"
+        "import trustlab.cli, trustlab.models, trustlab.data, trustlab.report.html\n"
+        "from trustlab.capabilities import load_views; load_views()\n"
         "print('ok')\n"
     )
     assert _python(code).strip() == "ok"

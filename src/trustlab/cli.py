@@ -378,6 +378,10 @@ def run_robustness(
     quantile: float = 0.5,
 ) -> list[str]:
     """Run the requested robustness checks into ``run``; return one summary line per check."""
+    from trustlab.capabilities import load_views
+    from trustlab.core.views import summary_lines
+
+    load_views()
     from trustlab.robustness.evaluate import robust_accuracy
     from trustlab.robustness.profile import robustness_result
     from trustlab.robustness.regions import region_result, region_search
@@ -401,11 +405,7 @@ def run_robustness(
             robustness_result(found, data.class_names, dataset=data.name, split=data.split, attack_name=attack.name),
         )
         checkpoint.clear()
-        lines.append(
-            f"{attack.name}: median minimal eps {found.eps_star.median().item():.4f}; "
-            f"{result.censored} censored, {result.clean_wrong} wrong before attack, "
-            f"{result.nonmonotonic} non-monotonic; most sensitive classes {', '.join(result.most_sensitive)}"
-        )
+        lines += summary_lines([result])
     if fixed_eps:
         key = f"robust-accuracy-{attack.name}-{data.name}-{data.split}"
         with run.timed(key):
@@ -415,8 +415,7 @@ def run_robustness(
                     classifier, data.x, data.y, attack, sorted(fixed_eps), dataset=data.name, split=data.split
                 ),
             )
-        pairs = ", ".join(f"{e:g}: {100 * a:.1f}%" for e, a in zip(result.eps, result.accuracy))
-        lines.append(f"{attack.name} robust accuracy {pairs}")
+        lines += summary_lines([result])
     if regions:
         key = f"regions-{attack.name}-{data.name}-{data.split}"
         with run.timed(key):
@@ -424,7 +423,7 @@ def run_robustness(
         result = run.add(
             key, region_result(searches, data.class_names, quantile=quantile, dataset=data.name, split=data.split)
         )
-        lines.append(f"object more fragile than background on {100 * result.object_more_fragile:.1f}% of examples")
+        lines += summary_lines([result])
     return lines
 
 
@@ -660,16 +659,9 @@ def run_alarm(
             train_dataset=f"{train.name}/{train.split}",
         )
     run.add(key, result)
-    focus = "notmnist" if "notmnist" in result.sets else result.sets[0]
-    lines = []
-    for d in result.detectors:
-        m = result.metrics[d][focus]
-        accepted = 100 * m["fpr_ood_accepted_at_95_id"]
-        lines.append(
-            f"{d:<16} {focus} AUROC {m['auroc']:.4f}, OOD accepted at 95% ID {accepted:.1f}%;"
-            f" false alarms {100 * result.false_alarm_rate[d]:.2f}% (target {100 * alpha:g}%)"
-        )
-    return lines
+    from trustlab.core.views import summary_lines
+
+    return summary_lines([result])
 
 
 def _read_inputs(paths: tuple[Path, ...], input_shape: tuple[int, ...]):

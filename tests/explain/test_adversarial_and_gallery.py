@@ -3,12 +3,13 @@
 import pytest
 import torch
 
+import trustlab.explain.views  # noqa: F401  (registers the sections)
 from trustlab.core.results import Result
+from trustlab.core.views import render_sections
 from trustlab.data import load_dataset
 from trustlab.explain.adversarial import explain_attack
 from trustlab.explain.gallery import attribution_gallery
 from trustlab.models import load_reference_model
-from trustlab.report.sections import render_sections
 from trustlab.robustness.attacks import FGSM
 
 

@@ -177,11 +177,11 @@ def test_result_round_trips_through_json(result):
 
 
 def test_section_renders_tables_and_png_figures(result):
-    import trustlab.report.explain_sections  # noqa: F401  (registers the section)
-    from trustlab.report.sections import render_sections
+    import trustlab.explain.views  # noqa: F401  (registers the section)
+    from trustlab.core.views import render_sections, view_for
 
     (rendered,) = render_sections({"tabular": result})
-    assert rendered.order == 40 and "Glucose" in str(rendered.paragraphs[0])
+    assert view_for(result.kind).order == 40 and "Glucose" in str(rendered.paragraphs[0])
     assert len(rendered.tables) == 3 and len(rendered.tables[1].rows) == 3
     assert len(rendered.figures) == 4
     assert all(figure.png.startswith(b"\x89PNG") for figure in rendered.figures)

@@ -2,10 +2,11 @@
 
 import pytest
 
+import trustlab.studies.views  # noqa: F401  (registers the sections)
 from trustlab.core.results import Result
+from trustlab.core.views import render_sections
 from trustlab.data import load_dataset
 from trustlab.models import load_reference_model
-from trustlab.report.sections import render_sections
 from trustlab.robustness.attacks import PGD
 from trustlab.studies.robust_vs_natural import METRICS, robust_vs_natural
 

@@ -1,9 +1,13 @@
 """Typed, frozen results that serialise to JSON and back.
 
-Every check returns a subclass of :class:`Result` declaring a unique ``kind``. Fields hold
-JSON-native values only (numbers, strings, booleans, None, tuples, str-keyed dicts, nested
-results), so ``Result.from_dict(r.to_dict()) == r``. Non-finite floats are written as
+Every check returns a subclass of :class:`Result` declaring a unique ``kind``; a part of a result
+with a fixed shape (a per-class row, one detector's metrics on one set) is a :class:`Record`.
+Fields hold JSON-native values only (numbers, strings, booleans, None, tuples, str-keyed dicts,
+nested records), so ``Result.from_dict(r.to_dict()) == r``. Non-finite floats are written as
 ``{"$float": "inf"}`` because JSON has no NaN or infinity.
+
+A kind is known once the module defining it has been imported; whoever reads results written by
+another process imports the capabilities first (``trustlab.capabilities.load_views``).
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ import json
 import math
 from typing import Any, ClassVar
 
-_RESULT_TYPES: dict[str, type[Result]] = {}
+_RESULT_TYPES: dict[str, type[Record]] = {}
 _FLOAT_TAG = "$float"
 
 
 @dataclasses.dataclass(frozen=True)
-class Result:
-    """Base of every check's result. Subclasses are frozen dataclasses with a class-level ``kind``."""
+class Record:
+    """A frozen dataclass with a class-level ``kind`` that serialises to JSON and back."""
 
     kind: ClassVar[str] = ""
 
@@ -41,10 +45,8 @@ class Result:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Result:
+    def from_dict(cls, data: dict[str, Any]) -> Record:
         kind = data.get("kind")
-        if kind not in _RESULT_TYPES:
-            _import_result_producers()
         if kind not in _RESULT_TYPES:
             raise ValueError(f"unknown result kind {kind!r}; known: {', '.join(sorted(_RESULT_TYPES))}")
         target = _RESULT_TYPES[kind]
@@ -53,23 +55,27 @@ class Result:
         return target(**values)
 
     @classmethod
-    def from_json(cls, text: str) -> Result:
+    def from_json(cls, text: str) -> Record:
         return cls.from_dict(json.loads(text))
 
 
+@dataclasses.dataclass(frozen=True)
+class Result(Record):
+    """Base of every check's result: what a check returns and a run directory stores by name.
+    Each result kind has a view (``trustlab.core.views``)."""
+
+
 def result_kinds() -> list[str]:
-    _import_result_producers()
-    return sorted(_RESULT_TYPES)
+    """Kinds of the check results registered so far (records inside results excluded)."""
+    return sorted(k for k, cls in _RESULT_TYPES.items() if issubclass(cls, Result))
 
 
-def _import_result_producers() -> None:
-    """Result classes register when their module is imported; the report's section registry
-    imports every producer, so reading results never depends on what was imported before."""
-    import trustlab.report.sections  # noqa: F401
+def record_type(kind: str) -> type[Record]:
+    return _RESULT_TYPES[kind]
 
 
 def _encode(value: Any, where: str) -> Any:
-    if isinstance(value, Result):
+    if isinstance(value, Record):
         return value.to_dict()
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
         return value
@@ -92,7 +98,7 @@ def _decode(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {_FLOAT_TAG}:
             return float(value[_FLOAT_TAG])
-        if "kind" in value and isinstance(value["kind"], str) and value["kind"] in result_kinds():
-            return Result.from_dict(value)
+        if isinstance(value.get("kind"), str) and value["kind"] in _RESULT_TYPES:
+            return Record.from_dict(value)
         return {k: _decode(v) for k, v in value.items()}
     return value

@@ -31,6 +31,8 @@ are Captum's implementations.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,33 +42,6 @@ from torch import nn
 from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
 from trustlab.models.classifier import Classifier
-
-METHODS = (
-    "saliency",
-    "saliency_abs",
-    "guided_backprop",
-    "gradcam",
-    "guided_gradcam",
-    "smoothgrad",
-    "integrated_gradients",
-    "occlusion",
-    "lime",
-    "kernelshap",
-)
-OPTIONS: dict[str, dict[str, Any]] = {
-    "saliency": {},
-    "saliency_abs": {},
-    "guided_backprop": {},
-    "gradcam": {"layer": None},
-    "guided_gradcam": {"layer": None},
-    "smoothgrad": {"samples": 50, "noise": 0.15, "seed": 0},
-    "integrated_gradients": {"steps": 50, "baseline": 0.0},
-    "occlusion": {"window": 4, "stride": 2, "baseline": 0.0},
-    "lime": {"patch": 4, "n_samples": 300, "baseline": 0.0, "seed": 0},
-    "kernelshap": {"patch": 4, "n_samples": 300, "baseline": 0.0, "seed": 0},
-}
-IMAGE_ONLY = {"gradcam", "guided_gradcam", "occlusion", "lime", "kernelshap"}
-
 
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
 
@@ -101,7 +76,7 @@ def _targets(model: Classifier, x: torch.Tensor, target: Any) -> torch.Tensor:
 
 
 def _options(method: str, given: dict[str, Any]) -> dict[str, Any]:
-    allowed = OPTIONS[method]
+    allowed = METHODS[method].options
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         accepted = ", ".join(allowed) or "no options"
@@ -128,7 +103,7 @@ def explain(
     size = int(batch_size or model.batch_size)
     if size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size}")
-    if method in IMAGE_ONLY and len(model.input_shape) != 3:
+    if METHODS[method].image_only and len(model.input_shape) != 3:
         raise InputError(f"{method} explains images (inputs of shape C x H x W)")
     if x.shape[0] == 0:
         channels = 1 if method == "gradcam" else x.shape[1]
@@ -139,7 +114,7 @@ def explain(
     try:
         with warnings.catch_warnings():  # Captum warns that inputs did not require gradients: they need not
             warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")
-            return _METHODS[method](model, x, target, size, opts).detach().to(x.device)
+            return METHODS[method].compute(model, x, target, size, opts).detach().to(x.device)
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -317,15 +292,34 @@ def _surrogate(model, x, target, size, opts, kind: str) -> torch.Tensor:
     return torch.cat(out)
 
 
-_METHODS = {
-    "saliency": _saliency,
-    "saliency_abs": lambda m, x, t, s, o: _saliency(m, x, t, s, o, absolute=True),
-    "guided_backprop": _guided_backprop,
-    "gradcam": _gradcam,
-    "guided_gradcam": _guided_gradcam,
-    "smoothgrad": _smoothgrad,
-    "integrated_gradients": _integrated_gradients,
-    "occlusion": _occlusion,
-    "lime": lambda m, x, t, s, o: _surrogate(m, x, t, s, o, "lime"),
-    "kernelshap": lambda m, x, t, s, o: _surrogate(m, x, t, s, o, "kernelshap"),
+@dataclass(frozen=True)
+class Method:
+    """One attribution method: how to compute it, its options with defaults, whether it needs
+    images (C x H x W), and whether its maps are signed (drawn red-blue) or non-negative."""
+
+    compute: Callable[..., torch.Tensor]  # (model, x, target, batch_size, options) -> maps
+    options: dict[str, Any] = field(default_factory=dict)
+    image_only: bool = False
+    signed: bool = True
+
+
+METHODS: dict[str, Method] = {
+    "saliency": Method(_saliency),
+    "saliency_abs": Method(lambda m, x, t, s, o: _saliency(m, x, t, s, o, absolute=True), signed=False),
+    "guided_backprop": Method(_guided_backprop),
+    "gradcam": Method(_gradcam, {"layer": None}, image_only=True, signed=False),
+    "guided_gradcam": Method(_guided_gradcam, {"layer": None}, image_only=True),
+    "smoothgrad": Method(_smoothgrad, {"samples": 50, "noise": 0.15, "seed": 0}),
+    "integrated_gradients": Method(_integrated_gradients, {"steps": 50, "baseline": 0.0}),
+    "occlusion": Method(_occlusion, {"window": 4, "stride": 2, "baseline": 0.0}, image_only=True),
+    "lime": Method(
+        lambda m, x, t, s, o: _surrogate(m, x, t, s, o, "lime"),
+        {"patch": 4, "n_samples": 300, "baseline": 0.0, "seed": 0},
+        image_only=True,
+    ),
+    "kernelshap": Method(
+        lambda m, x, t, s, o: _surrogate(m, x, t, s, o, "kernelshap"),
+        {"patch": 4, "n_samples": 300, "baseline": 0.0, "seed": 0},
+        image_only=True,
+    ),
 }

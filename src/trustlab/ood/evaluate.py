@@ -18,7 +18,7 @@ import torch
 
 from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
-from trustlab.core.results import Result
+from trustlab.core.results import Record, Result
 from trustlab.models.classifier import Classifier
 from trustlab.models.evaluation import wilson_interval
 from trustlab.ood.base import Detector, detector_class, make_detector
@@ -126,6 +126,36 @@ def _generative(name: str, train: Any, pretrained: bool, options: dict[str, Any]
 
 
 @dataclass(frozen=True)
+class DetectionMetrics(Record):
+    """One detector on one OOD set (see :func:`trustlab.ood.metrics.detection_metrics`)."""
+
+    kind = "alarm.metrics"
+    auroc: float
+    aupr_in: float
+    aupr_out: float
+    fpr_ood_accepted_at_95_id: float
+    fpr_id_rejected_at_95_ood: float
+    detection_rate: float | None  # share of OOD inputs raising the alarm at the calibrated threshold
+
+
+@dataclass(frozen=True)
+class ScoreHistogram(Record):
+    """One detector's score counts on shared bins: in-distribution and each OOD set (edge bins hold the tails)."""
+
+    kind = "alarm.histogram"
+    log: bool  # log-spaced bins (positive scores spanning decades)
+    edges: tuple[float, ...]
+    in_distribution: tuple[int, ...]
+    sets: dict[str, tuple[int, ...]]
+
+
+def focus_set(sets: tuple[str, ...] | list[str]) -> str:
+    """The OOD set headline figures are quoted on: notMNIST when present (the standard far-OOD
+    pair for MNIST models), else the first set."""
+    return "notmnist" if "notmnist" in sets else sets[0]
+
+
+@dataclass(frozen=True)
 class AlarmResult(Result):
     """Detection table for detectors x OOD sets, calibrated thresholds and realised false-alarm rates."""
 
@@ -140,23 +170,25 @@ class AlarmResult(Result):
     sets: tuple[str, ...]
     set_sizes: dict[str, int]
     set_descriptions: dict[str, str]
-    metrics: dict[str, dict[str, dict[str, float]]]  # detector -> set -> metric -> value
+    focus: str  # the OOD set headline figures are quoted on
+    metrics: dict[str, dict[str, DetectionMetrics]]  # detector -> set
     thresholds: dict[str, float]
     false_alarm_rate: dict[str, float]
     false_alarm_interval: dict[str, tuple[float, float]]
     fit_seconds: dict[str, float | None]
     fit_notes: dict[str, str]
     score_ms_per_1000: dict[str, float]
-    histograms: dict[str, dict[str, Any]]  # detector -> {"log", "edges", "in_distribution", "sets": {set: counts}}
+    histograms: dict[str, ScoreHistogram]
     roc_grid: tuple[float, ...]
     roc: dict[str, dict[str, tuple[float, ...]]]  # detector -> set -> detection rate on roc_grid
 
-    def best(self, ood_set: str, metric: str = "auroc") -> str:
-        """The detector with the highest ``metric`` on ``ood_set``."""
-        return max(self.detectors, key=lambda d: self.metrics[d][ood_set][metric])
+    def best(self, ood_set: str | None = None, metric: str = "auroc") -> str:
+        """The detector with the highest ``metric`` on ``ood_set`` (default: the focus set)."""
+        ood_set = ood_set or self.focus
+        return max(self.detectors, key=lambda d: getattr(self.metrics[d][ood_set], metric))
 
 
-def _histogram(in_scores: np.ndarray, sets: dict[str, np.ndarray]) -> dict[str, Any]:
+def _histogram(in_scores: np.ndarray, sets: dict[str, np.ndarray]) -> ScoreHistogram:
     pooled = np.concatenate([in_scores, *sets.values()])
     lo, hi = np.quantile(pooled, [0.005, 0.995])
     lo, hi = min(lo, in_scores.min()), max(hi, np.quantile(in_scores, 0.999))
@@ -165,15 +197,15 @@ def _histogram(in_scores: np.ndarray, sets: dict[str, np.ndarray]) -> dict[str, 
     log = bool(lo > 0 and hi / lo > 20)  # positive scores spanning decades: log-spaced bins
     edges = np.geomspace(lo, hi, HISTOGRAM_BINS + 1) if log else np.linspace(lo, hi, HISTOGRAM_BINS + 1)
 
-    def counts(values: np.ndarray) -> list[int]:
-        return np.histogram(np.clip(values, lo, hi), bins=edges)[0].tolist()
+    def counts(values: np.ndarray) -> tuple[int, ...]:
+        return tuple(np.histogram(np.clip(values, lo, hi), bins=edges)[0].tolist())
 
-    return {
-        "log": log,
-        "edges": edges.tolist(),
-        "in_distribution": counts(in_scores),
-        "sets": {name: counts(v) for name, v in sets.items()},
-    }
+    return ScoreHistogram(
+        log=log,
+        edges=tuple(edges.tolist()),
+        in_distribution=counts(in_scores),
+        sets={name: counts(v) for name, v in sets.items()},
+    )
 
 
 def evaluate_alarm(
@@ -209,7 +241,8 @@ def evaluate_alarm(
         far_ci[label] = wilson_interval(alarms, len(eval_scores))
         in_scores = eval_scores.numpy()
         metrics[label] = {
-            name: detection_metrics(in_scores, scores, threshold.threshold) for name, scores in out_scores.items()
+            name: DetectionMetrics(**detection_metrics(in_scores, scores, threshold.threshold))
+            for name, scores in out_scores.items()
         }
         histograms[label] = _histogram(in_scores, out_scores)
         roc[label] = {}
@@ -225,6 +258,7 @@ def evaluate_alarm(
         detectors=tuple(detectors),
         score_labels={label: f.detector.score_label for label, f in detectors.items()},
         sets=tuple(ood_sets),
+        focus=focus_set(tuple(ood_sets)),
         set_sizes={name: len(x) for name, x in set_x.items()},
         set_descriptions={name: getattr(s, "description", name) for name, s in ood_sets.items()},
         metrics=metrics,

@@ -14,10 +14,11 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from trustlab._version import __version__
+from trustlab.capabilities import load_views
 from trustlab.core.files import atomic_write_bytes, atomic_write_text
 from trustlab.core.results import Result
+from trustlab.core.views import render_sections
 from trustlab.report.run import MANIFEST_FILE, REPORT_FILE, read_results
-from trustlab.report.sections import render_sections
 
 _ENV = Environment(loader=PackageLoader("trustlab.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
 
@@ -26,6 +27,7 @@ def render_report(
     results: dict[str, Result], manifest: dict[str, Any] | None = None, *, title: str = "trustlab audit"
 ) -> tuple[str, dict[str, bytes]]:
     """HTML text and the figures it embeds (name -> PNG bytes)."""
+    load_views()
     sections = render_sections(results)
     figures = {f"{fig.name}.png": fig.png for s in sections for fig in s.figures}
     html = _ENV.get_template("report.html.j2").render(

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from trustlab._version import __version__
+from trustlab.capabilities import load_views
 from trustlab.core.batching import BatchCheckpoint
 from trustlab.core.exceptions import RunDirectoryError
 from trustlab.core.files import atomic_write_json
@@ -40,6 +41,7 @@ def read_results(path: str | Path) -> dict[str, Result]:
     file = path / RESULTS_FILE if path.is_dir() else path
     if not file.is_file():
         raise RunDirectoryError(f"no {RESULTS_FILE} in {path}; run a check first (e.g. trustlab evaluate)")
+    load_views()  # registers every result kind before decoding
     try:
         payload = json.loads(file.read_text())
         return {name: Result.from_dict(data) for name, data in payload["results"].items()}

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from trustlab.core.exceptions import InputError
-from trustlab.core.results import Result
+from trustlab.core.results import Record, Result
 from trustlab.explain import explain
 from trustlab.models.classifier import Classifier
 from trustlab.robustness.attacks import Attack
@@ -40,6 +40,25 @@ def split_by_quantile(maps: torch.Tensor, quantile: float = 0.5) -> tuple[torch.
 
 
 @dataclass(frozen=True)
+class RegionClass(Record):
+    """One class's median eps* per region over its attackable examples (+inf: half or more censored)."""
+
+    kind = "robustness_regions.class"
+    name: str
+    examples: int  # attackable examples of the class
+    median_whole: float | None
+    median_object: float | None
+    median_background: float | None
+    censored_whole: int
+    censored_object: int
+    censored_background: int
+    object_more_fragile: float | None  # share with eps*(object) < eps*(background)
+
+    def median(self, region: str) -> float | None:
+        return getattr(self, f"median_{region}")
+
+
+@dataclass(frozen=True)
 class RegionResult(Result):
     """Minimal eps per example restricted to the whole image, the object and the background."""
 
@@ -53,7 +72,7 @@ class RegionResult(Result):
     class_names: tuple[str, ...]
     labels: tuple[int, ...]
     eps_star: dict[str, tuple[float, ...]]  # region -> per-example eps* (inf = censored)
-    per_class: tuple[dict[str, Any], ...]
+    per_class: tuple[RegionClass, ...]
     object_more_fragile: float | None  # share of attackable examples with eps*(object) < eps*(background)
     seconds: float
 
@@ -97,14 +116,18 @@ def region_result(
     rows = []
     for index, name in enumerate(class_names):
         members = (labels == index) & attackable
-        row: dict[str, Any] = {"class": name, "examples": int(members.sum())}
-        for region in REGIONS:
-            v = values[region][members]
-            row[f"median_{region}"] = float(np.median(v)) if v.size else None
-            row[f"censored_{region}"] = int(np.isinf(v).sum())
-        both = values["object"][members], values["background"][members]
-        row["object_more_fragile"] = float((both[0] < both[1]).mean()) if members.any() else None
-        rows.append(row)
+        region_values = {region: values[region][members] for region in REGIONS}
+        rows.append(
+            RegionClass(
+                name=name,
+                examples=int(members.sum()),
+                **{f"median_{r}": float(np.median(v)) if v.size else None for r, v in region_values.items()},
+                **{f"censored_{r}": int(np.isinf(v).sum()) for r, v in region_values.items()},
+                object_more_fragile=(
+                    float((region_values["object"] < region_values["background"]).mean()) if members.any() else None
+                ),
+            )
+        )
     share = (
         float((values["object"][attackable] < values["background"][attackable]).mean())
         if attackable.any()

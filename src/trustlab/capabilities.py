@@ -1,0 +1,22 @@
+"""The one list of capability packages.
+
+A capability package (robustness, ood, ...) holds its algorithms, its typed results, a ``views``
+module (report section, CLI summary lines, scorecard scores for each result kind) and a
+``checks`` module (model + data + options -> results in a run directory). Adding a capability
+means adding its package and its name here; the report, the CLI and the audit find its views
+through this list and never import it by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+CAPABILITIES = ("robustness", "ood", "explain", "studies")
+# packages whose results appear in reports: the model's own (card, training, accuracy) first
+VIEW_PACKAGES = ("models", *CAPABILITIES)
+
+
+def load_views() -> None:
+    """Import every package's ``views`` module, which registers its result kinds and their views."""
+    for package in VIEW_PACKAGES:
+        importlib.import_module(f"trustlab.{package}.views")

@@ -1,0 +1,268 @@
+"""How explanation results appear: tabular LIME/SHAP, attribution galleries, feature
+visualisation and explained attacks (report sections and CLI summary lines)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from markupsafe import Markup
+
+from trustlab.core import format as fmt
+from trustlab.core.plots import image_grid_figure, plt, show_image, to_png
+from trustlab.core.views import Figure, Section, Table, register_view
+from trustlab.explain.adversarial import AttackExplanationResult
+from trustlab.explain.attributions import METHODS
+from trustlab.explain.featurevis import FeatureVisResult
+from trustlab.explain.figures import (
+    correlation_heatmap_figure,
+    global_importance_figure,
+    lime_shap_patients_figure,
+    shap_summary_figure,
+)
+from trustlab.explain.gallery import AttributionGalleryResult
+from trustlab.explain.tabular import TabularExplanationResult
+
+
+def _top(weights: Sequence[float], names: Sequence[str], k: int) -> str:
+    w = np.abs(np.asarray(weights, dtype=float))
+    order = np.argsort(-w, kind="stable")[:k]
+    return ", ".join(names[i] for i in order)
+
+
+def _corr(value: float) -> str:
+    return "n/a" if value != value else f"{value:.2f}"
+
+
+def _tabular_explanations(name: str, result: TabularExplanationResult) -> Section:
+    names = result.feature_names
+    k = result.top_k
+    importance = np.asarray(result.global_importance, dtype=float)
+    ranked = np.argsort(-importance, kind="stable")
+    outcome = len(result.correlation_names) - 1
+    with_outcome = [result.correlations[i][outcome] for i in range(len(names))]
+    finite = np.isfinite(with_outcome)
+    strongest = int(np.nanargmax(np.where(finite, np.abs(with_outcome), np.nan))) if finite.any() else None
+    mean = result.agreement_mean
+    positive = result.class_names[1]
+    paragraphs = [
+        Markup(
+            "A {} model trained on {:,} {} examples reaches accuracy <b>{:.1%}</b> and ROC AUC <b>{:.3f}</b> on "
+            "{:,} {}/{} examples. Over that split the features that move the predicted {} most (mean |SHAP|) are "
+            "<b>{}</b>; the strongest linear correlate of the outcome in training is <b>{}</b> (r = {})."
+        ).format(
+            result.model_description,
+            result.train_examples,
+            result.dataset,
+            result.accuracy,
+            result.roc_auc,
+            result.test_examples,
+            result.dataset,
+            result.split,
+            result.shap_output,
+            ", ".join(f"{names[i]} ({importance[i]:.3f})" for i in ranked[:k]),
+            names[strongest] if strongest is not None else "n/a",
+            _corr(with_outcome[strongest]) if strongest is not None else "n/a",
+        ),
+        Markup(
+            "For {} patients, LIME (local linear fit to P({}), quartile-discretised features) and SHAP ({}) rank "
+            "the features by magnitude with mean Spearman correlation <b>{}</b> and Kendall tau <b>{}</b>; on "
+            "average {:.0%} of their top {} features coincide. The two use different units, so only ranks are "
+            "compared; a low LIME R<sup>2</sup> means the local linear fit, and so its weights, are unreliable."
+        ).format(
+            len(result.patients),
+            positive,
+            result.explainers.get("shap", "SHAP"),
+            _corr(mean["spearman"]),
+            _corr(mean["kendall"]),
+            mean["top_k_overlap"],
+            k,
+        ),
+    ]
+    quality = Table(
+        ["model", "train examples", "test examples", "accuracy", "ROC AUC"],
+        [
+            [
+                result.model_description,
+                f"{result.train_examples:,}",
+                f"{result.test_examples:,}",
+                f"{result.accuracy:.1%}",
+                f"{result.roc_auc:.3f}",
+            ]
+        ],
+        f"Model quality on {result.dataset}/{result.split} (threshold 0.5)",
+    )
+    patients = Table(
+        [
+            "patient (test index)",
+            "true class",
+            f"P({positive})",
+            f"top {k} LIME",
+            f"top {k} SHAP",
+            "Spearman",
+            "Kendall",
+            f"top-{k} overlap",
+            "LIME R^2",
+        ],
+        [
+            [
+                str(p),
+                result.class_names[label],
+                f"{prob:.3f}",
+                _top(lime, names, k),
+                _top(shap, names, k),
+                _corr(result.agreement["spearman"][i]),
+                _corr(result.agreement["kendall"][i]),
+                f"{result.agreement['top_k_overlap'][i]:.0%}",
+                f"{result.lime_scores[i]:.2f}",
+            ]
+            for i, (p, label, prob, lime, shap) in enumerate(
+                zip(
+                    result.patients,
+                    result.patient_labels,
+                    result.patient_probabilities,
+                    result.lime_weights,
+                    result.shap_values,
+                )
+            )
+        ],
+        "Per-patient top features by |weight| and rank agreement of LIME and SHAP",
+    )
+    global_table = Table(
+        ["rank", "feature", f"mean |SHAP| ({result.shap_output})", "correlation with outcome (train)"],
+        [[str(r + 1), names[i], f"{importance[i]:.4f}", _corr(with_outcome[i])] for r, i in enumerate(ranked)],
+        "Global importance over the test split",
+    )
+    facts = [
+        ("LIME", f"{result.explainers.get('lime', 'LIME')}: {fmt.settings(result.settings.get('lime', {}))}"),
+        ("SHAP", f"{result.explainers.get('shap', 'SHAP')}: {fmt.settings(result.settings.get('shap', {}))}"),
+        ("SHAP expected value", f"{result.expected_value:.4f} ({result.shap_output})"),
+        ("seed", str(result.seed)),
+        ("time", fmt.seconds(result.seconds)),
+    ]
+    labels = [
+        f"patient {p} ({result.class_names[label]}, P = {prob:.2f})"
+        for p, label, prob in zip(result.patients, result.patient_labels, result.patient_probabilities)
+    ]
+    lime_unit = str(result.settings.get("lime", {}).get("output", f"probability of {positive}"))
+    figs = [
+        Figure(
+            f"{name}-correlations",
+            "Pearson correlation between the features and with the outcome (training split).",
+            correlation_heatmap_figure(result.correlation_names, result.correlations),
+        ),
+        Figure(
+            f"{name}-importance",
+            "Global feature importance: mean absolute SHAP value over the test split.",
+            global_importance_figure(names, result.global_importance, result.shap_output),
+        ),
+        Figure(
+            f"{name}-summary",
+            "SHAP summary: each dot is one test example; colour is the feature value's quantile.",
+            shap_summary_figure(names, result.summary_shap, result.summary_features, result.shap_output),
+        ),
+        Figure(
+            f"{name}-patients",
+            "LIME weights and SHAP values for each explained patient (red: towards the positive class).",
+            lime_shap_patients_figure(
+                names, result.lime_weights, result.shap_values, labels, lime_unit, result.shap_output
+            ),
+        ),
+    ]
+    return Section(
+        name,
+        f"Tabular explanations: LIME and SHAP ({result.dataset}, {result.model})",
+        paragraphs=paragraphs,
+        facts=facts,
+        tables=[quality, patients, global_table],
+        figures=figs,
+    )
+
+
+def _attributions(name: str, result: AttributionGalleryResult) -> Section:
+    kinds = ["image"] + ["signed" if METHODS[m].signed else "unsigned" for m in result.methods]
+    rows = [[result.images[i]] + [result.maps[m][i] for m in result.methods] for i in range(len(result.images))]
+    labels = [
+        f"true {result.class_names[t]}, pred {result.class_names[p]}" for t, p in zip(result.labels, result.predictions)
+    ]
+    table = Table(
+        ["method", "time for all images", "Gini (sparsity, higher = more compact)", "deletion AUC (lower = faithful)"],
+        [
+            [m, f"{result.seconds[m]:.2f} s", f"{result.gini[m]:.3f}", f"{result.deletion_auc[m]:.3f}"]
+            for m in result.methods
+        ],
+        "Methods on the same images, towards each prediction",
+    )
+    figure = Figure(
+        f"{name}-gallery",
+        "Attribution maps (channels summed); red supports the predicted class, blue opposes it.",
+        image_grid_figure(rows, labels, ["input", *result.methods], kinds, "What the model looks at"),
+    )
+    return Section(name, f"Explanations ({result.dataset})", tables=[table], figures=[figure])
+
+
+def _feature_visualisation(name: str, result: FeatureVisResult) -> Section:
+    titles = [f"{result.class_names[c]}: p={p:.3f}" for c, p in zip(result.classes, result.probabilities)]
+    fig, axes = plt.subplots(1, len(titles), figsize=(1.2 * len(titles) + 0.4, 1.6), squeeze=False)
+    for ax, image, title in zip(axes[0], result.images, titles):
+        show_image(ax, image, title=title)
+    fig.suptitle("Activation maximisation: the input each class likes best (pixel values 0-1)", fontsize=9)
+    fig.tight_layout()
+    low = min(result.probabilities)
+    paragraphs = [
+        f"One image per class, optimised for {result.settings['steps']:g} steps with jitter, L2, total "
+        f"variation and blur. The lowest probability the model gives an image for its own class: {low:.3f}."
+    ]
+    return Section(
+        name,
+        "Feature visualisation",
+        paragraphs=paragraphs,
+        facts=[("time", fmt.seconds(result.seconds))],
+        figures=[Figure(f"{name}-classes", "Optimised images and the model's probability.", to_png(fig))],
+    )
+
+
+def _attack_explanations(name: str, result: AttackExplanationResult) -> Section:
+    names = result.class_names
+    table = Table(
+        ["class", "recall before", "recall after", "change (points)"],
+        [
+            [c, fmt.pct(b), fmt.pct(a), "n/a" if a is None or b is None else f"{100 * (a - b):+.1f}"]
+            for c, b, a in zip(names, result.recall_before, result.recall_after)
+        ],
+        f"Recall per class before and after the attack at eps = {result.eps:g}",
+    )
+    rows, labels = [], []
+    for i in range(len(result.gallery_clean)):
+        clean, adv = np.asarray(result.gallery_clean[i]), np.asarray(result.gallery_adversarial[i])
+        rows.append([clean, adv, adv - clean, result.gallery_map_before[i], result.gallery_map_after[i]])
+        labels.append(f"{names[result.gallery_clean_pred[i]]} -> {names[result.gallery_adv_pred[i]]}")
+    figures = []
+    if rows:
+        figures.append(
+            Figure(
+                f"{name}-gallery",
+                "Clean and adversarial images, the perturbation, and the maps before and after (towards each "
+                "prediction).",
+                image_grid_figure(
+                    rows,
+                    labels,
+                    ["clean", "adversarial", "perturbation", f"{result.method} before", f"{result.method} after"],
+                    ["image", "image", "signed", "signed", "signed"],
+                    "What the attack changes",
+                ),
+            )
+        )
+    paragraphs = [
+        f"Accuracy on {result.examples:,} inputs: {fmt.pct(result.accuracy_before)} before, "
+        f"{fmt.pct(result.accuracy_after)} after {result.attack} at eps = {result.eps:g}."
+    ]
+    return Section(
+        name, f"Explaining the attack ({result.dataset})", paragraphs=paragraphs, tables=[table], figures=figures
+    )
+
+
+register_view(TabularExplanationResult, order=40, section=_tabular_explanations)
+register_view(AttributionGalleryResult, order=41, section=_attributions)
+register_view(FeatureVisResult, order=42, section=_feature_visualisation)
+register_view(AttackExplanationResult, order=43, section=_attack_explanations)

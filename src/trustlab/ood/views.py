@@ -1,0 +1,139 @@
+"""How the reliability alarm's result appears: report section, CLI summary lines, scorecard scores."""
+
+from __future__ import annotations
+
+from markupsafe import Markup
+
+from trustlab.core import format as fmt
+from trustlab.core.views import Figure, Score, Section, Table, register_view
+from trustlab.ood import figures
+from trustlab.ood.evaluate import AlarmResult
+
+RATE_METRICS = ("fpr_ood_accepted_at_95_id", "fpr_id_rejected_at_95_ood", "detection_rate")
+
+
+def _matrix(result: AlarmResult, metric: str, caption: str) -> Table:
+    def cell(value: float) -> str:
+        return fmt.pct(value) if metric in RATE_METRICS else fmt.number(value, 4)
+
+    rows = [[d] + [cell(getattr(result.metrics[d][s], metric)) for s in result.sets] for d in result.detectors]
+    return Table(["detector", *result.sets], rows, caption)
+
+
+def _alarm(name: str, result: AlarmResult) -> Section:
+    focus = result.focus
+    best = result.best()
+    best_metrics = result.metrics[best][focus]
+    paragraphs = [
+        Markup(
+            "Detectors learn the training data ({}); each is thresholded at a target false-alarm rate "
+            "alpha = {:g} on {:,} held-out in-distribution inputs ({}), with the finite-sample conformal "
+            "correction, and its realised false-alarm rate is measured on {:,} other held-out inputs. "
+            "Scores: higher = more out-of-distribution."
+        ).format(
+            result.train_dataset,
+            result.alpha,
+            result.calibration_examples,
+            result.dataset,
+            result.evaluation_examples,
+        ),
+        Markup(
+            "Best on <b>{}</b>: <b>{}</b>, AUROC {}, {} of OOD inputs accepted at 95% in-distribution accepted."
+        ).format(focus, best, fmt.number(best_metrics.auroc, 4), fmt.pct(best_metrics.fpr_ood_accepted_at_95_id)),
+    ]
+    calibration = Table(
+        ["detector", "threshold", "realised false alarms (95% CI)", "fit time", "scoring (ms / 1,000 inputs)", "fit"],
+        [
+            [
+                d,
+                f"{result.thresholds[d]:.5g}",
+                f"{fmt.pct(result.false_alarm_rate[d])} ({fmt.pct_interval(result.false_alarm_interval[d])})",
+                fmt.seconds(result.fit_seconds[d]),
+                f"{result.score_ms_per_1000[d]:.0f}",
+                result.fit_notes[d],
+            ]
+            for d in result.detectors
+        ],
+        f"Calibration at alpha = {result.alpha:g}: threshold and false-alarm rate on the separate split",
+    )
+    full = Table(
+        [
+            "detector",
+            "AUROC",
+            "AUPR-in",
+            "AUPR-out",
+            "OOD accepted at 95% ID accepted",
+            "ID rejected at 95% OOD caught",
+            "detected at threshold",
+        ],
+        [
+            [d]
+            + [fmt.number(getattr(result.metrics[d][focus], m), 4) for m in ("auroc", "aupr_in", "aupr_out")]
+            + [fmt.pct(getattr(result.metrics[d][focus], m)) for m in RATE_METRICS]
+            for d in result.detectors
+        ],
+        f"All metrics on {focus}",
+    )
+    sets = Table(
+        ["OOD set", "inputs", "what it is"],
+        [[s, f"{result.set_sizes[s]:,}", result.set_descriptions[s]] for s in result.sets],
+        "Out-of-distribution sets",
+    )
+    auroc_rows = [[result.metrics[d][s].auroc for s in result.sets] for d in result.detectors]
+    figs = [
+        Figure(
+            f"{name}-auroc",
+            "AUROC of every detector on every OOD set.",
+            figures.auroc_heatmap_figure(result.detectors, result.sets, auroc_rows),
+        ),
+        Figure(
+            f"{name}-histograms",
+            "Score distributions with the calibrated threshold.",
+            figures.score_histograms_figure(result.histograms, result.score_labels, result.thresholds, result.alpha),
+        ),
+        Figure(
+            f"{name}-roc",
+            "ROC curves (detection rate against false-alarm rate).",
+            figures.roc_figure(result.roc_grid, result.roc),
+        ),
+    ]
+    tables = [
+        calibration,
+        _matrix(result, "auroc", "AUROC (1 = perfect, 0.5 = chance)"),
+        _matrix(result, "fpr_ood_accepted_at_95_id", "OOD inputs accepted when 95% of in-distribution is accepted"),
+        _matrix(result, "detection_rate", f"OOD inputs raising the alarm at the alpha = {result.alpha:g} threshold"),
+        full,
+        sets,
+    ]
+    return Section(name, f"Reliability alarm ({result.dataset})", paragraphs=paragraphs, tables=tables, figures=figs)
+
+
+def _alarm_summary(result: AlarmResult) -> list[str]:
+    lines = []
+    for d in result.detectors:
+        m = result.metrics[d][result.focus]
+        lines.append(
+            f"{d:<16} {result.focus} AUROC {fmt.number(m.auroc, 4)}, OOD accepted at 95% ID "
+            f"{fmt.pct(m.fpr_ood_accepted_at_95_id)}; false alarms {fmt.pct(result.false_alarm_rate[d])} "
+            f"(target {fmt.pct(result.alpha)})"
+        )
+    return lines
+
+
+def _alarm_scores(result: AlarmResult) -> list[Score]:
+    best = result.best()
+    return [
+        Score(
+            f"OOD detection AUROC on {result.focus} ({best})", result.metrics[best][result.focus].auroc, "AUROC", True
+        ),
+        Score(
+            f"realised false alarms ({best}, target {fmt.pct(result.alpha)})",
+            result.false_alarm_rate[best],
+            "share of in-distribution inputs",
+            False,
+            tuple(result.false_alarm_interval[best]),
+        ),
+    ]
+
+
+register_view(AlarmResult, order=30, section=_alarm, summary=_alarm_summary, scores=_alarm_scores)

@@ -1,0 +1,85 @@
+"""Figures of minimal eps per class, robust-accuracy curves and regions, drawn from results only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from trustlab.core.plots import class_ticks, finite_or, plt, to_png
+
+
+def per_class_eps_figure(
+    class_names: Sequence[str],
+    medians: Sequence[float | None],
+    intervals: Sequence[Sequence[float] | None],
+    eps_max: float,
+    norm: str,
+) -> bytes:
+    """Classes sorted by median eps*, with bootstrap intervals; censored medians drawn at eps_max, hatched."""
+    med = np.asarray([np.nan if m is None else m for m in medians], dtype=float)
+    order = np.argsort(finite_or(med, np.inf), kind="stable")
+    low = np.asarray([np.nan if i is None else i[0] for i in intervals], dtype=float)
+    high = np.asarray([np.nan if i is None else i[1] for i in intervals], dtype=float)
+    shown = finite_or(med, eps_max)[order]
+    err = np.vstack([shown - finite_or(low, eps_max)[order], finite_or(high, eps_max)[order] - shown]).clip(min=0)
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.45 * len(class_names) + 2), 3.2))
+    bars = ax.bar(range(len(order)), shown, yerr=err, capsize=3, color="#4c72b0")
+    for bar, value in zip(bars, med[order]):
+        if not np.isfinite(value):
+            bar.set_hatch("//")
+            bar.set_facecolor("#c8d3e6")
+    class_ticks(ax, [class_names[i] for i in order])
+    ax.set_xlabel("class (most sensitive first)")
+    ax.set_ylabel(f"median minimal eps ({norm}, pixel units)")
+    ax.set_title("Per-class robustness (95% bootstrap intervals)")
+    return to_png(fig)
+
+
+def eps_distribution_figure(
+    eps_star: Sequence[float], labels: Sequence[int], class_names: Sequence[str], eps_max: float, norm: str
+) -> bytes:
+    """Box plot of eps* per class over attackable examples (eps* > 0); censored ones drawn at eps_max."""
+    values = np.asarray(eps_star, dtype=float)
+    labels = np.asarray(labels)
+    attackable = values > 0
+    values = finite_or(values, eps_max)
+    groups = [values[(labels == i) & attackable] for i in range(len(class_names))]
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.45 * len(class_names) + 2), 3.2))
+    ax.boxplot([g if g.size else [np.nan] for g in groups], showfliers=True, flierprops={"markersize": 2})
+    class_ticks(ax, class_names, offset=1)
+    ax.axhline(eps_max, color="#c44e52", linestyle="--", linewidth=1, label=f"eps_max = {eps_max:g} (censored)")
+    ax.set_xlabel("true class")
+    ax.set_ylabel(f"minimal eps ({norm}, pixel units)")
+    ax.set_title("Distribution of minimal eps per class (correct before the attack)")
+    ax.legend(loc="upper right", fontsize=8)
+    return to_png(fig)
+
+
+def robust_accuracy_figure(curves: Sequence[tuple[str, Sequence[float], Sequence[float]]], norm: str) -> bytes:
+    """Robust accuracy against eps, one line per (label, eps grid, accuracy)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for label, eps, accuracy in curves:
+        ax.plot(eps, 100 * np.asarray(accuracy), label=label)
+    ax.set_xlabel(f"perturbation budget eps ({norm}, pixel units)")
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Robust accuracy against eps")
+    ax.legend(fontsize=8)
+    return to_png(fig)
+
+
+def region_figure(class_names: Sequence[str], medians: dict[str, Sequence[float | None]], eps_max: float) -> bytes:
+    """Grouped bars: median eps* per class for each region (censored drawn at eps_max)."""
+    regions = list(medians)
+    width = 0.8 / len(regions)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(class_names) + 2), 3.2))
+    for k, region in enumerate(regions):
+        values = finite_or(np.asarray([np.nan if m is None else m for m in medians[region]], dtype=float), eps_max)
+        ax.bar(np.arange(len(class_names)) + (k - (len(regions) - 1) / 2) * width, values, width, label=region)
+    ax.set_xticks(range(len(class_names)), class_names)
+    ax.set_xlabel("true class")
+    ax.set_ylabel("median minimal eps (linf, pixel units)")
+    ax.set_title("Where is the model fragile? Perturbing one region only")
+    ax.legend(fontsize=8)
+    return to_png(fig)

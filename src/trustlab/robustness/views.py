@@ -1,0 +1,190 @@
+"""How robustness results appear: report sections, CLI summary lines and scorecard scores."""
+
+from __future__ import annotations
+
+from markupsafe import Markup
+
+from trustlab.core import format as fmt
+from trustlab.core.views import Figure, Score, Section, Table, register_view
+from trustlab.robustness import figures
+from trustlab.robustness.evaluate import RobustAccuracyResult
+from trustlab.robustness.profile import RobustnessResult
+from trustlab.robustness.regions import REGIONS, RegionResult
+
+
+def _robustness(name: str, result: RobustnessResult) -> Section:
+    paragraphs = [
+        Markup(
+            "Minimal {} perturbation flipping each prediction under <b>{}</b> on {}/{} ({:,} examples, region: {}). "
+            "{:,} were already wrong (eps* = 0, left out of the statistics below); {:,} were not flipped by "
+            "eps_max = {:g} (censored: eps* > eps_max); {:,} were non-monotonic (flipped at some eps, correct "
+            "again at eps_max). Resolution {:.4g}."
+        ).format(
+            result.norm,
+            result.attack_name,
+            result.dataset,
+            result.split,
+            len(result.labels),
+            result.region,
+            result.clean_wrong,
+            result.censored,
+            result.eps_max,
+            result.nonmonotonic,
+            result.tol,
+        ),
+        Markup("Most sensitive classes: <b>{}</b>; most robust: <b>{}</b>.").format(
+            ", ".join(result.most_sensitive), ", ".join(result.most_robust)
+        ),
+    ]
+    facts = [
+        ("attack", result.attack),
+        (
+            "median eps* of attackable examples (95% CI)",
+            f"{fmt.eps(result.median_eps_star)} ({fmt.eps_interval(result.median_interval)})",
+        ),
+        ("model calls", f"{result.forward_calls:,} forward, {result.gradient_calls:,} gradient (per example)"),
+        ("time", fmt.seconds(result.seconds)),
+    ]
+    table = Table(
+        ["class", "examples", "wrong before attack", "censored", "median eps* (95% CI)", "mean eps* (95% CI)"],
+        [
+            [
+                r.name,
+                f"{r.examples:,}",
+                str(r.clean_wrong),
+                str(r.censored),
+                f"{fmt.eps(r.median)} ({fmt.eps_interval(r.median_interval)})",
+                f"{'>= ' if r.mean_is_lower_bound else ''}{fmt.eps(r.mean)} ({fmt.eps_interval(r.mean_interval)})",
+            ]
+            for r in result.per_class
+        ],
+        "Per-class minimal eps over the examples correct before the attack (censored examples enter the mean "
+        "at eps_max: a lower bound, marked >=)",
+    )
+    figs = [
+        Figure(
+            f"{name}-per-class",
+            "Median minimal eps per class, most sensitive first (hatched: median censored).",
+            figures.per_class_eps_figure(
+                result.class_names,
+                [r.median for r in result.per_class],
+                [r.median_interval for r in result.per_class],
+                result.eps_max,
+                result.norm,
+            ),
+        ),
+        Figure(
+            f"{name}-distribution",
+            "Distribution of minimal eps per class.",
+            figures.eps_distribution_figure(
+                result.eps_star, result.labels, result.class_names, result.eps_max, result.norm
+            ),
+        ),
+        Figure(
+            f"{name}-curve",
+            "Robust accuracy derived from the per-example minimal eps (no re-attack).",
+            figures.robust_accuracy_figure(
+                [(result.attack_name, result.curve_eps, result.curve_accuracy)], result.norm
+            ),
+        ),
+    ]
+    title = f"Robustness: {result.attack_name} ({result.dataset}/{result.split})"
+    return Section(name, title, paragraphs=paragraphs, facts=facts, tables=[table], figures=figs)
+
+
+def _robustness_summary(result: RobustnessResult) -> list[str]:
+    return [
+        f"{result.attack_name}: median minimal eps {fmt.eps(result.median_eps_star)} over "
+        f"{result.attackable:,} attackable examples; {result.censored} censored, {result.clean_wrong} wrong "
+        f"before attack, {result.nonmonotonic} non-monotonic; most sensitive classes "
+        f"{', '.join(result.most_sensitive)}"
+    ]
+
+
+def _robustness_scores(result: RobustnessResult) -> list[Score]:
+    unit = f"{result.norm} eps, pixel units ({result.attack_name})"
+    return [Score("median minimal eps", result.median_eps_star, unit, True, tuple(result.median_interval))]
+
+
+def _regions(name: str, result: RegionResult) -> Section:
+    paragraphs = [
+        Markup(
+            "Grad-CAM towards the true class splits each image at its {:g} quantile into an object region (the top "
+            "{:.0f}% of pixels) and a background region; minimal eps is searched with the perturbation restricted to "
+            "each. On <b>{}</b> of attackable examples the object is more fragile than the background."
+        ).format(result.quantile, 100 * (1 - result.quantile), fmt.pct(result.object_more_fragile))
+    ]
+    table = Table(
+        ["class", "examples", "median eps* whole", "object", "background", "object more fragile"],
+        [
+            [
+                r.name,
+                str(r.examples),
+                *(fmt.eps(r.median(region)) for region in REGIONS),
+                fmt.pct(r.object_more_fragile),
+            ]
+            for r in result.per_class
+        ],
+        "Per-class comparison over attackable examples (> eps_max = more than half censored)",
+    )
+    medians = {region: [r.median(region) for r in result.per_class] for region in REGIONS}
+    fig = Figure(
+        f"{name}-regions",
+        "Median minimal eps per class when only one region may change.",
+        figures.region_figure(result.class_names, medians, result.eps_max),
+    )
+    return Section(
+        name,
+        f"Object vs background ({result.dataset}/{result.split})",
+        paragraphs=paragraphs,
+        facts=[("attack", result.attack), ("time", fmt.seconds(result.seconds))],
+        tables=[table],
+        figures=[fig],
+    )
+
+
+def _regions_summary(result: RegionResult) -> list[str]:
+    return [f"object more fragile than background on {fmt.pct(result.object_more_fragile)} of attackable examples"]
+
+
+def _robust_accuracy(name: str, result: RobustAccuracyResult) -> Section:
+    table = Table(
+        ["eps", "robust accuracy"],
+        [["0 (clean)", fmt.pct(result.clean_accuracy)]]
+        + [[f"{e:g}", fmt.pct(a)] for e, a in zip(result.eps, result.accuracy)],
+        "Robust accuracy at fixed budgets",
+    )
+    fig = Figure(
+        f"{name}-curve",
+        "Robust accuracy at each budget (attacked directly).",
+        figures.robust_accuracy_figure(
+            [(result.attack_name, (0.0, *result.eps), (result.clean_accuracy, *result.accuracy))], result.norm
+        ),
+    )
+    facts = [("attack", result.attack), ("examples", f"{result.examples:,}"), ("time", fmt.seconds(result.seconds))]
+    title = f"Robust accuracy: {result.attack_name} ({result.dataset}/{result.split})"
+    return Section(name, title, facts=facts, tables=[table], figures=[fig])
+
+
+def _robust_accuracy_summary(result: RobustAccuracyResult) -> list[str]:
+    pairs = ", ".join(f"{e:g}: {fmt.pct(a)}" for e, a in zip(result.eps, result.accuracy))
+    return [f"{result.attack_name} robust accuracy {pairs}"]
+
+
+def _robust_accuracy_scores(result: RobustAccuracyResult) -> list[Score]:
+    unit = "share of examples"
+    return [
+        Score(f"robust accuracy at {result.norm} eps {e:g} ({result.attack_name})", a, unit, True)
+        for e, a in zip(result.eps, result.accuracy)
+    ]
+
+
+register_view(RobustnessResult, order=20, section=_robustness, summary=_robustness_summary, scores=_robustness_scores)
+register_view(
+    RobustAccuracyResult,
+    order=22,
+    section=_robust_accuracy,
+    summary=_robust_accuracy_summary,
+    scores=_robust_accuracy_scores,
+)
+register_view(RegionResult, order=25, section=_regions, summary=_regions_summary)
