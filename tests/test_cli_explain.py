@@ -35,11 +35,11 @@ def test_images_attack_and_featurevis_write_reports(capsys, tmp_path, one_thread
 
 
 def test_tabular_on_pima(capsys, tmp_path, reference_data):
-    code, out, err = run_cli(capsys, "explain", "tabular", "--data-dir", reference_data, "--patients", "0,1",
+    code, out, err = run_cli(capsys, "explain", "tabular", "--data-dir", reference_data, "--rows", "0,1",
                              "--out", tmp_path)  # fmt: skip
     assert code == 0, err
     assert "LIME vs SHAP rank agreement" in out and "Glucose" in out
-    assert _results(tmp_path)["tabular-pima"]["patients"] == [0, 1]
+    assert _results(tmp_path)["tabular-pima"]["rows"] == [0, 1]
 
 
 def test_study_runs_end_to_end(capsys, tmp_path, one_thread):
@@ -53,5 +53,5 @@ def test_bad_requests_are_one_line_errors(capsys, tmp_path):
     code, _, err = run_cli(capsys, "explain", "images", "--model", "mnist_cnn", "--dataset", "mnist", "--split",
                            "sample", "--methods", "salency", "--out", tmp_path)  # fmt: skip
     assert_one_line_error(code, err, "unknown explanation method 'salency'")
-    code, _, err = run_cli(capsys, "explain", "tabular", "--patients", "a,b", "--out", tmp_path)
-    assert_one_line_error(code, err, "--patients must be comma-separated row numbers")
+    code, _, err = run_cli(capsys, "explain", "tabular", "--rows", "a,b", "--out", tmp_path)
+    assert_one_line_error(code, err, "--rows must be comma-separated row numbers")

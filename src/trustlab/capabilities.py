@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib
 
-CAPABILITIES = ("robustness", "ood", "explain", "studies")
+# in dependency order: a capability may use those before it (robustness uses Grad-CAM from
+# explain; studies combine the others), never one after it
+CAPABILITIES = ("explain", "robustness", "ood", "studies")
 # packages whose results appear in reports: the model's own (card, training, accuracy) first
 VIEW_PACKAGES = ("models", *CAPABILITIES)
 

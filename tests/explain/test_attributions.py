@@ -109,8 +109,14 @@ def test_bad_requests_are_clear(model, digits):
         explain(model, x, y, method="shap")
     with pytest.raises(InputError, match="does not take samples"):
         explain(model, x, y, method="saliency", samples=3)
-    with pytest.raises(InputError, match="target classes must lie in 0..9"):
+    with pytest.raises(
+        InputError, match=r"target must be one index or \d+ class indices in 0\.\.9 \(integers\), got 12"
+    ):
         explain(model, x, 12, method="saliency")
+    with pytest.raises(
+        InputError, match=r"target must be .* \(integers\), got Tensor of shape \(\d+,\) \(torch.float32\)"
+    ):
+        explain(model, x, y.float(), method="saliency")  # float targets are refused, never truncated
     with pytest.raises(InputError, match="bounds"):
         explain(model, x + 2, y, method="saliency")
 

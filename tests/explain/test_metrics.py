@@ -261,7 +261,9 @@ def test_faithfulness_errors(tiny_cnn):
         M.deletion_auc(tiny_cnn, x, a, baseline=torch.zeros(3, 28, 28))
     with pytest.raises(InputError, match=r"a must have the shape of x \(2, 1, 28, 28\)"):
         M.deletion_auc(tiny_cnn, x, a[:, :, :14])
-    with pytest.raises(InputError, match="target must be one class index or 2 class indices in 0..9"):
+    with pytest.raises(
+        InputError, match=r"target must be one index or 2 class indices in 0\.\.9 \(integers\), got \[1, 10\]"
+    ):
         M.deletion_auc(tiny_cnn, x, a, target=[1, 10])
     with pytest.raises(InputError, match="features_in_step must be an integer"):
         M.pixel_flipping(tiny_cnn, x, a, features_in_step=0)

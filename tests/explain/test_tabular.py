@@ -18,13 +18,12 @@ from trustlab.explain.tabular import (
     TabularExplanationResult,
     background_sample,
     feature_correlations,
-    fit_tabular_model,
     lime_explanations,
-    log_odds,
     rank_agreement,
     shap_explanations,
     tabular_explanations,
 )
+from trustlab.models.tabular import fit_tabular_model, log_odds
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +38,7 @@ def boosted(pima):
 
 @pytest.fixture(scope="module")
 def result(pima) -> TabularExplanationResult:
-    return tabular_explanations(pima[0], pima[1], n_patients=3, background=50, lime_samples=1000, seed=0)
+    return tabular_explanations(pima[0], pima[1], n_rows=3, background=50, lime_samples=1000, seed=0)
 
 
 def _synthetic(n: int = 300, features: int = 4, seed: int = 0) -> Dataset:
@@ -146,7 +145,7 @@ def test_lime_is_deterministic_and_finds_the_only_feature_that_matters():
     assert first.weights.shape == (4, 4)
     assert (np.abs(first.weights).argmax(axis=1) == 2).all()
     assert (np.abs(first.weights[:, 2]) > 5 * np.abs(np.delete(first.weights, 2, axis=1)).max(axis=1)).all()
-    # the sign says which way the patient's quartile of feature 2 pushes P(yes)
+    # the sign says which way the row's quartile of feature 2 pushes P(yes)
     np.testing.assert_array_equal(np.sign(first.weights[:, 2]), np.sign(rows[:, 2]))
 
 
@@ -166,14 +165,39 @@ def test_rank_agreement():
 
 def test_result_round_trips_through_json(result):
     assert result.kind == "tabular_explanations"
-    assert len(result.patients) == 3 and len(result.shap_values) == 3 and len(result.lime_weights[0]) == 8
+    assert len(result.rows) == 3 and len(result.shap_values) == 3 and len(result.lime_weights[0]) == 8
     assert 0.6 < result.accuracy < 0.9 and 0.7 < result.roc_auc < 0.95
     assert result.feature_names[int(np.argmax(result.global_importance))] == "Glucose"
-    probabilities = np.asarray(result.patient_probabilities)
+    probabilities = np.asarray(result.row_probabilities)
     assert ((probabilities >= 0.5).sum(), (probabilities < 0.5).sum()) == (2, 1)
     assert len(result.summary_shap) == result.test_examples  # 192 <= the subsampling limit
     back = Result.from_json(result.to_json())
     assert isinstance(back, TabularExplanationResult) and back == result
+
+
+def test_headline_fields_match_a_direct_computation(pima, result):
+    train, _ = pima
+    importance = np.asarray(result.global_importance)
+    assert result.importance_order == tuple(np.argsort(-importance, kind="stable").tolist())
+    # the test split (192 rows) is whole in the summary, so mean |SHAP| can be recomputed from it
+    assert result.summary_rows == tuple(range(result.test_examples))
+    recomputed = np.abs(np.asarray(result.summary_shap)).mean(axis=0)
+    np.testing.assert_allclose(importance, recomputed, rtol=1e-12)
+    assert result.importance_order == tuple(np.argsort(-recomputed, kind="stable").tolist())
+    x, y = train.x.double().numpy(), train.y.double().numpy()
+    by_corrcoef = np.array([np.corrcoef(x[:, j], y)[0, 1] for j in range(x.shape[1])])
+    np.testing.assert_allclose(result.outcome_correlations, by_corrcoef, atol=1e-12)
+    assert result.strongest_correlate == int(np.argmax(np.abs(by_corrcoef)))
+    assert result.feature_names[result.strongest_correlate] == "Glucose"
+
+    import trustlab.explain.views  # noqa: F401  (registers the section)
+    from trustlab.core.views import render_sections
+
+    (rendered,) = render_sections({"tabular": result})
+    strongest = result.strongest_correlate
+    assert f"<b>Glucose</b> (r = {by_corrcoef[strongest]:.2f})" in str(rendered.paragraphs[0])
+    global_rows = rendered.tables[2].rows
+    assert [row[1] for row in global_rows] == [result.feature_names[i] for i in np.argsort(-importance, kind="stable")]
 
 
 def test_section_renders_tables_and_png_figures(result):
@@ -189,10 +213,8 @@ def test_section_renders_tables_and_png_figures(result):
 
 def test_errors(pima, monkeypatch):
     train, test = pima
-    with pytest.raises(InputError, match="unknown model kind 'forest'"):
-        fit_tabular_model(train, kind="forest")
-    with pytest.raises(InputError, match=r"patients must be indices in 0\.\.191"):
-        tabular_explanations(train, test, patients=[0, 500])
+    with pytest.raises(InputError, match=r"rows must be indices in 0\.\.191"):
+        tabular_explanations(train, test, rows=[0, 500])
     with pytest.raises(InputError, match="shape N x 8"):
         shap_explanations(object(), train, np.zeros((2, 3)))
     monkeypatch.setitem(sys.modules, "shap", None)  # as if the optional extra were not installed

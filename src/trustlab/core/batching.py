@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save
 from trustlab.core.exceptions import RunDirectoryError
 from trustlab.core.files import atomic_write_bytes, atomic_write_json
 from trustlab.core.progress import progress
+from trustlab.core.validate import positive_int
 
 
 class BatchCheckpoint:
@@ -80,8 +81,7 @@ def run_batches(
     With a checkpoint, batches already saved are loaded instead of recomputed and each new
     batch is saved as soon as it completes.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    batch_size = positive_int(batch_size, "batch_size")
     chunks: list[dict[str, torch.Tensor]] = []
     starts = range(0, n, batch_size)
     for index, start in enumerate(progress(starts, desc=desc, total=len(starts), unit="batch", enabled=show_progress)):

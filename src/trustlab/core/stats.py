@@ -71,7 +71,7 @@ def pearson(a: Any, b: Any) -> torch.Tensor:
     a, b = _pair(a, b)
     a = a - a.mean(1, keepdim=True)
     b = b - b.mean(1, keepdim=True)
-    return _safe_divide((a * b).sum(1), (a.square().sum(1) * b.square().sum(1)).sqrt()).float()
+    return safe_divide((a * b).sum(1), (a.square().sum(1) * b.square().sum(1)).sqrt()).float()
 
 
 def spearman(a: Any, b: Any) -> torch.Tensor:
@@ -108,6 +108,6 @@ def _pair(a: Any, b: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return a.flatten(1).double(), b.flatten(1).double().to(a.device)
 
 
-def _safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """``num / den`` with 0 where ``den`` is 0 (a constant row)."""
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(num))

@@ -41,6 +41,7 @@ from torch import nn
 
 from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
+from trustlab.core.validate import positive_int
 from trustlab.models.classifier import Classifier
 
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
@@ -60,19 +61,6 @@ def last_conv_layer(module: nn.Module) -> nn.Module:
     last = convs[-1]
     following = modules[last + 1] if last + 1 < len(modules) else None
     return following if isinstance(following, ACTIVATIONS) else modules[last]
-
-
-def _targets(model: Classifier, x: torch.Tensor, target: Any) -> torch.Tensor:
-    if target is None:
-        return model.predict(x)
-    target = torch.as_tensor(target).long()
-    if target.ndim == 0:
-        target = target.expand(x.shape[0])
-    if target.shape != (x.shape[0],):
-        raise InputError(f"target must be one class or {x.shape[0]} classes, got shape {tuple(target.shape)}")
-    if (target < 0).any() or (target >= model.num_classes).any():
-        raise InputError(f"target classes must lie in 0..{model.num_classes - 1}")
-    return target
 
 
 def _options(method: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -99,10 +87,8 @@ def explain(
     opts = _options(method, options)
     model.require_gradients(method)
     x = model.validate(x)
-    target = _targets(model, x, target)
-    size = int(batch_size or model.batch_size)
-    if size < 1:
-        raise InputError(f"batch_size must be a positive integer, got {batch_size}")
+    target = model.targets(x, target)
+    size = model.batch_size if batch_size is None else positive_int(batch_size, "batch_size")
     if METHODS[method].image_only and len(model.input_shape) != 3:
         raise InputError(f"{method} explains images (inputs of shape C x H x W)")
     if x.shape[0] == 0:

@@ -83,7 +83,7 @@ def shap_summary_figure(
     return to_png(fig)
 
 
-def lime_shap_patients_figure(
+def lime_shap_rows_figure(
     feature_names: Sequence[str],
     lime_weights: Sequence[Sequence[float]],
     shap_values: Sequence[Sequence[float]],
@@ -91,7 +91,7 @@ def lime_shap_patients_figure(
     lime_output: str,
     shap_output: str,
 ) -> bytes:
-    """For each patient (row), LIME weights (left) and SHAP values (right) as horizontal bars in
+    """For each explained row, LIME weights (left) and SHAP values (right) as horizontal bars in
     the same feature order; red pushes towards the positive class, blue away from it."""
     lime = np.asarray(lime_weights, dtype=float).reshape(-1, len(feature_names))
     shap = np.asarray(shap_values, dtype=float).reshape(lime.shape)
@@ -110,7 +110,7 @@ def lime_shap_patients_figure(
             ax.set_title(f"{labels[i]}: {method}", fontsize=8)
             ax.set_xlabel(f"{method} weight ({unit})", fontsize=7)
             ax.set_ylabel("feature", fontsize=7)
-    fig.suptitle("Single-patient explanations: LIME and SHAP side by side")
+    fig.suptitle("Single-row explanations: LIME and SHAP side by side")
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     return to_png(fig)
 

@@ -1,12 +1,13 @@
 """Explanations for tabular classifiers: correlations, LIME and SHAP, and how far they agree.
 
 The models are scikit-learn classifiers fitted on a tabular :class:`Dataset` (raw features,
-two classes). Explanations are always *towards the positive class* (index 1, e.g. "diabetes"):
+two classes) by :mod:`trustlab.models.tabular`. Explanations are always *towards the positive
+class* (index 1, e.g. "diabetes"):
 
 - LIME (Ribeiro et al. 2016) fits a weighted linear model to the predicted probability around
-  one patient. Continuous features are discretised into training-set quartiles (the paper's and
+  one row. Continuous features are discretised into training-set quartiles (the paper's and
   the library's default), so a weight is the change in P(positive) for "the feature lies in this
-  patient's quartile" against "it lies elsewhere". This keeps weights on one scale (probability)
+  row's quartile" against "it lies elsewhere". This keeps weights on one scale (probability)
   whatever the feature's unit, and does not depend on sampling around the training mean.
 - SHAP (Lundberg & Lee 2017) explains the model's raw output, the log-odds of the positive
   class, so values add up exactly: ``expected_value + sum(shap) = log-odds(x)``. Tree models use
@@ -38,8 +39,17 @@ from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
 from trustlab.core.results import Result
 from trustlab.data.dataset import Dataset
+from trustlab.models.tabular import (
+    check_tabular,
+    fit_tabular_model,
+    is_tree_model,
+    log_odds,
+    model_description,
+    model_quality,
+    positive_probability,
+    tabular_arrays,
+)
 
-MODEL_KINDS = ("gradient_boosting", "logistic")
 EXPLAIN_EXTRA = 'pip install "trustlab[explain]"'
 TREE_PERTURBATIONS = ("interventional", "tree_path_dependent")
 KERNEL_NSAMPLES = 2048  # >= 2**F - 2 for F <= 11 features: every coalition is enumerated (exact)
@@ -59,16 +69,6 @@ def _require(module: str) -> Any:
     except ImportError:
         name = module.split(".")[0]
         raise InputError(f"{name} is needed for tabular explanations: {EXPLAIN_EXTRA}") from None
-
-
-def _check_tabular(data: Dataset, name: str) -> None:
-    if not isinstance(data, Dataset) or data.x.ndim != 2:
-        shape = tuple(data.x.shape) if isinstance(data, Dataset) else type(data).__name__
-        raise InputError(f"{name} must be a tabular Dataset (features N x F), got {shape}")
-    if data.num_classes != 2:
-        raise InputError(f"{name} must have two classes, got {data.num_classes}: {', '.join(data.class_names)}")
-    if len(data) == 0:
-        raise InputError(f"{name} has no examples")
 
 
 def _feature_names(data: Dataset) -> tuple[str, ...]:
@@ -94,10 +94,6 @@ def _as_rows(values: Any, features: int, name: str) -> np.ndarray:
     return rows
 
 
-def _xy(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    return data.x.detach().cpu().numpy().astype(np.float64), data.y.detach().cpu().numpy().astype(np.int64)
-
-
 # ---------------------------------------------------------------- correlations ---------------
 
 
@@ -107,72 +103,11 @@ def feature_correlations(dataset: Dataset) -> tuple[tuple[str, ...], np.ndarray]
     Returns the names (features, then ``"outcome"``) and the (F + 1) x (F + 1) matrix; a
     constant column has NaN correlations.
     """
-    _check_tabular(dataset, "dataset")
-    x, y = _xy(dataset)
+    check_tabular(dataset, "dataset")
+    x, y = tabular_arrays(dataset)
     with np.errstate(invalid="ignore", divide="ignore"):
         matrix = np.corrcoef(np.column_stack([x, y.astype(np.float64)]), rowvar=False)
     return (*_feature_names(dataset), OUTCOME), matrix
-
-
-# ---------------------------------------------------------------- models ---------------------
-
-
-def fit_tabular_model(train: Dataset, *, kind: str = "gradient_boosting", seed: int = 0) -> Any:
-    """A fitted scikit-learn binary classifier.
-
-    ``"gradient_boosting"``: ``GradientBoostingClassifier`` (100 trees of depth 3), whose trees
-    ``shap.TreeExplainer`` reads exactly (unlike the binned histogram variant). ``"logistic"``:
-    standardisation + ``LogisticRegression`` in one pipeline, explained by Kernel SHAP.
-    """
-    _check_tabular(train, "train")
-    if kind not in MODEL_KINDS:
-        raise InputError(f"unknown model kind {kind!r}; expected one of: {', '.join(MODEL_KINDS)}")
-    x, y = _xy(train)
-    if set(np.unique(y).tolist()) != {0, 1}:
-        raise InputError("train must contain examples of both classes (labels 0 and 1)")
-    if kind == "gradient_boosting":
-        from sklearn.ensemble import GradientBoostingClassifier
-
-        model = GradientBoostingClassifier(n_estimators=100, max_depth=3, learning_rate=0.1, random_state=seed)
-    else:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    return model.fit(x, y)
-
-
-def _is_tree_model(model: Any) -> bool:
-    from sklearn.ensemble import GradientBoostingClassifier
-
-    return isinstance(model, GradientBoostingClassifier)
-
-
-def positive_probability(model: Any, x: Any) -> np.ndarray:
-    """P(class 1) for each row."""
-    return np.asarray(model.predict_proba(np.asarray(x, dtype=np.float64))[:, 1], dtype=np.float64)
-
-
-def log_odds(model: Any, x: Any) -> np.ndarray:
-    """The model's raw output for class 1: the log-odds (``decision_function``, else logit of the probability)."""
-    x = np.asarray(x, dtype=np.float64)
-    if hasattr(model, "decision_function"):
-        return np.asarray(model.decision_function(x), dtype=np.float64).reshape(-1)
-    p = np.clip(positive_probability(model, x), 1e-12, 1 - 1e-12)
-    return np.log(p) - np.log1p(-p)
-
-
-def model_quality(model: Any, test: Dataset) -> tuple[float, float]:
-    """Accuracy (threshold 0.5) and ROC AUC on ``test``."""
-    from sklearn.metrics import roc_auc_score
-
-    _check_tabular(test, "test")
-    x, y = _xy(test)
-    p = positive_probability(model, x)
-    accuracy = float(((p >= 0.5).astype(np.int64) == y).mean())
-    auc = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
-    return accuracy, auc
 
 
 # ---------------------------------------------------------------- LIME -----------------------
@@ -201,12 +136,12 @@ def lime_explanations(
 ) -> LimeExplanation:
     """LIME explanation of P(positive) for each row (raw feature values, N x F).
 
-    Each row is explained with the random generator reset to ``seed``, so a patient's weights do
-    not depend on which other patients are explained. Weights are read from ``as_map()``
+    Each row is explained with the random generator reset to ``seed``, so a row's weights do
+    not depend on which other rows are explained. Weights are read from ``as_map()``
     (feature indices), never parsed from LIME's condition strings.
     """
     lime_tabular = _require("lime.lime_tabular")
-    _check_tabular(train, "train")
+    check_tabular(train, "train")
     names = _feature_names(train)
     features = len(names)
     rows = _as_rows(rows, features, "rows")
@@ -214,7 +149,7 @@ def lime_explanations(
         raise InputError(f"num_features must be an integer in 1..{features}, got {num_features!r}")
     if not isinstance(num_samples, int) or num_samples < 10:
         raise InputError(f"num_samples must be an integer >= 10, got {num_samples!r}")
-    x_train, _ = _xy(train)
+    x_train, _ = tabular_arrays(train)
     settings = {
         "mode": "classification",
         "discretize_continuous": True,
@@ -243,7 +178,7 @@ def lime_explanations(
     def predict(values: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict_proba(values), dtype=np.float64)
 
-    for i in progress(range(len(rows)), desc="LIME", enabled=show_progress, unit="patient"):
+    for i in progress(range(len(rows)), desc="LIME", enabled=show_progress, unit="row"):
         explainer.random_state.seed(seed)  # one generator shared by the sampler, discretiser and ridge
         explanation = explainer.explain_instance(
             rows[i], predict, labels=(1,), num_features=num_features, num_samples=num_samples
@@ -273,7 +208,7 @@ def background_sample(train: Dataset, size: int, *, seed: int = 0) -> np.ndarray
     """A seeded sample of ``size`` training rows (without replacement, in data order)."""
     if not isinstance(size, int) or size < 1:
         raise InputError(f"background must be a positive integer, got {size!r}")
-    x, _ = _xy(train)
+    x, _ = tabular_arrays(train)
     if size >= len(x):
         return x
     index = np.sort(np.random.default_rng(seed).choice(len(x), size=size, replace=False))
@@ -319,14 +254,14 @@ def shap_explanations(
     ``nsamples >= 2**F - 2`` every coalition is enumerated and the values are exact.
     """
     shap = _require("shap")
-    _check_tabular(train, "train")
+    check_tabular(train, "train")
     rows = _as_rows(x, train.x.shape[1], "x")
     data = background_sample(train, background, seed=seed)
     if tree_perturbation not in TREE_PERTURBATIONS:
         raise InputError(
             f"unknown tree_perturbation {tree_perturbation!r}; expected one of: {', '.join(TREE_PERTURBATIONS)}"
         )
-    if _is_tree_model(model):
+    if is_tree_model(model):
         interventional = tree_perturbation == "interventional"
         explainer = shap.TreeExplainer(
             model, data=data if interventional else None, feature_perturbation=tree_perturbation, model_output="raw"
@@ -413,8 +348,14 @@ def _nanmean(values: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class TabularExplanationResult(Result):
-    """Correlations, model quality, LIME and SHAP for chosen patients, global SHAP importance and
-    LIME-SHAP rank agreement. LIME weights are in probability units, SHAP values in log-odds."""
+    """Correlations, model quality, LIME and SHAP for chosen test rows, global SHAP importance and
+    LIME-SHAP rank agreement. LIME weights are in probability units, SHAP values in log-odds.
+
+    The headline numbers are computed here, once: ``importance_order`` ranks the features by
+    ``global_importance`` (largest first, ties by feature order), ``outcome_correlations`` is the
+    training-split Pearson correlation of each feature with the outcome (the last column of
+    ``correlations``) and ``strongest_correlate`` the feature with the largest |r| (None when
+    every correlation is NaN)."""
 
     kind = "tabular_explanations"
     dataset: str
@@ -430,18 +371,21 @@ class TabularExplanationResult(Result):
     feature_names: tuple[str, ...]
     correlation_names: tuple[str, ...]  # features, then "outcome"
     correlations: tuple[tuple[float, ...], ...]
-    patients: tuple[int, ...]  # indices into the test split
-    patient_features: tuple[tuple[float, ...], ...]
-    patient_labels: tuple[int, ...]
-    patient_probabilities: tuple[float, ...]  # P(positive class)
-    lime_weights: tuple[tuple[float, ...], ...]  # patients x features, towards the positive class
+    rows: tuple[int, ...]  # indices into the test split
+    row_features: tuple[tuple[float, ...], ...]
+    row_labels: tuple[int, ...]
+    row_probabilities: tuple[float, ...]  # P(positive class)
+    lime_weights: tuple[tuple[float, ...], ...]  # rows x features, towards the positive class
     lime_scores: tuple[float, ...]  # weighted R^2 of each local linear model
-    shap_values: tuple[tuple[float, ...], ...]  # patients x features, log-odds
+    shap_values: tuple[tuple[float, ...], ...]  # rows x features, log-odds
     expected_value: float  # E[log-odds] over the background
     shap_output: str
     global_importance: tuple[float, ...]  # mean |SHAP| per feature over the test split
+    importance_order: tuple[int, ...]  # feature indices by global_importance, largest first
+    outcome_correlations: tuple[float, ...]  # per feature, Pearson r with the outcome (train)
+    strongest_correlate: int | None  # feature index with the largest |r|; None if all are NaN
     top_k: int
-    agreement: dict[str, tuple[float, ...]]  # spearman, kendall, top_k_overlap per patient
+    agreement: dict[str, tuple[float, ...]]  # spearman, kendall, top_k_overlap per row
     agreement_mean: dict[str, float]
     summary_rows: tuple[int, ...]  # test indices drawn in the summary plot
     summary_shap: tuple[tuple[float, ...], ...]
@@ -451,7 +395,7 @@ class TabularExplanationResult(Result):
     seconds: float
 
 
-def _default_patients(predicted: np.ndarray, count: int) -> np.ndarray:
+def _default_rows(predicted: np.ndarray, count: int) -> np.ndarray:
     """The first ceil(count/2) predicted-positive and first floor(count/2) predicted-negative rows
     (topped up from the other group when one is short), in test order."""
     positive, negative = np.flatnonzero(predicted == 1), np.flatnonzero(predicted == 0)
@@ -461,16 +405,15 @@ def _default_patients(predicted: np.ndarray, count: int) -> np.ndarray:
     return np.sort(np.concatenate([positive[:want_pos], negative[:want_neg]]))
 
 
-def _model_description(model: Any) -> str:
-    steps = getattr(model, "steps", None)
-    if steps:
-        return " + ".join(type(step).__name__ for _, step in steps)
-    params = model.get_params()
-    shown = {k: params[k] for k in ("n_estimators", "max_depth", "learning_rate") if k in params}
-    return f"{type(model).__name__}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+def _strongest(correlations: np.ndarray) -> int | None:
+    """Index of the largest |correlation| (first on ties, NaN ignored), or None if all are NaN."""
+    finite = np.isfinite(correlations)
+    if not finite.any():
+        return None
+    return int(np.nanargmax(np.where(finite, np.abs(correlations), np.nan)))
 
 
-def _rows(values: np.ndarray) -> tuple[tuple[float, ...], ...]:
+def _tuples(values: np.ndarray) -> tuple[tuple[float, ...], ...]:
     return tuple(tuple(float(v) for v in row) for row in np.asarray(values, dtype=np.float64))
 
 
@@ -479,8 +422,8 @@ def tabular_explanations(
     test: Dataset,
     *,
     kind: str = "gradient_boosting",
-    patients: Any = None,
-    n_patients: int = 5,
+    rows: Any = None,
+    n_rows: int = 5,
     seed: int = 0,
     background: int = 100,
     lime_samples: int = 5000,
@@ -488,11 +431,11 @@ def tabular_explanations(
     show_progress: bool = False,
 ) -> TabularExplanationResult:
     """Fit a model on ``train`` and explain it on ``test``: correlations, quality, LIME and SHAP
-    for ``patients`` (test indices; default: a deterministic mix of ``n_patients`` predicted
-    positive and negative), mean |SHAP| over the whole test split, and LIME-SHAP agreement."""
+    for ``rows`` (test indices; default: a deterministic mix of ``n_rows`` predicted positive
+    and negative), mean |SHAP| over the whole test split, and LIME-SHAP agreement."""
     start = time.perf_counter()
-    _check_tabular(train, "train")
-    _check_tabular(test, "test")
+    check_tabular(train, "train")
+    check_tabular(test, "test")
     if test.x.shape[1] != train.x.shape[1]:
         raise InputError(f"test has {test.x.shape[1]} features but train has {train.x.shape[1]}")
     if not isinstance(summary_points, int) or summary_points < 1:
@@ -501,18 +444,18 @@ def tabular_explanations(
     _require("lime.lime_tabular")
     model = fit_tabular_model(train, kind=kind, seed=seed)
     accuracy, auc = model_quality(model, test)
-    x_test, y_test = _xy(test)
+    x_test, y_test = tabular_arrays(test)
     prob = positive_probability(model, x_test)
-    if patients is None:
-        if not isinstance(n_patients, int) or n_patients < 1:
-            raise InputError(f"n_patients must be a positive integer, got {n_patients!r}")
-        chosen = _default_patients((prob >= 0.5).astype(np.int64), min(n_patients, len(test)))
+    if rows is None:
+        if not isinstance(n_rows, int) or n_rows < 1:
+            raise InputError(f"n_rows must be a positive integer, got {n_rows!r}")
+        chosen = _default_rows((prob >= 0.5).astype(np.int64), min(n_rows, len(test)))
     else:
-        chosen = np.asarray(patients).reshape(-1)
+        chosen = np.asarray(rows).reshape(-1)
         if chosen.size == 0 or not np.issubdtype(chosen.dtype, np.integer):
-            raise InputError(f"patients must be a non-empty list of test indices, got {patients!r}")
+            raise InputError(f"rows must be a non-empty list of test indices, got {rows!r}")
         if chosen.min() < 0 or chosen.max() >= len(test):
-            raise InputError(f"patients must be indices in 0..{len(test) - 1}, got {chosen.tolist()}")
+            raise InputError(f"rows must be indices in 0..{len(test) - 1}, got {chosen.tolist()}")
     features = x_test.shape[1]
     lime_exp = lime_explanations(
         model,
@@ -524,19 +467,21 @@ def tabular_explanations(
         show_progress=show_progress,
     )
     shap_exp = shap_explanations(model, train, x_test, background=background, seed=seed, show_progress=show_progress)
-    patient_shap = shap_exp.values[chosen]
+    row_shap = shap_exp.values[chosen]
     top_k = min(TOP_K, features)
-    agreement = rank_agreement(lime_exp.weights, patient_shap, top_k=top_k)
+    agreement = rank_agreement(lime_exp.weights, row_shap, top_k=top_k)
     if len(test) > summary_points:
         summary = np.sort(np.random.default_rng(seed).choice(len(test), size=summary_points, replace=False))
     else:
         summary = np.arange(len(test))
     names, corr = feature_correlations(train)
+    importance = np.abs(shap_exp.values).mean(axis=0)
+    with_outcome = corr[:features, -1]
     return TabularExplanationResult(
         dataset=test.name,
         split=test.split,
         model=kind,
-        model_description=_model_description(model),
+        model_description=model_description(model),
         seed=int(seed),
         train_examples=len(train),
         test_examples=len(test),
@@ -545,23 +490,26 @@ def tabular_explanations(
         class_names=tuple(test.class_names),
         feature_names=_feature_names(test),
         correlation_names=names,
-        correlations=_rows(corr),
-        patients=tuple(int(i) for i in chosen),
-        patient_features=_rows(x_test[chosen]),
-        patient_labels=tuple(int(v) for v in y_test[chosen]),
-        patient_probabilities=tuple(float(v) for v in prob[chosen]),
-        lime_weights=_rows(lime_exp.weights),
+        correlations=_tuples(corr),
+        rows=tuple(int(i) for i in chosen),
+        row_features=_tuples(x_test[chosen]),
+        row_labels=tuple(int(v) for v in y_test[chosen]),
+        row_probabilities=tuple(float(v) for v in prob[chosen]),
+        lime_weights=_tuples(lime_exp.weights),
         lime_scores=tuple(float(v) for v in lime_exp.scores),
-        shap_values=_rows(patient_shap),
+        shap_values=_tuples(row_shap),
         expected_value=shap_exp.expected_value,
         shap_output=f"log-odds of {test.class_names[1]}",
-        global_importance=tuple(float(v) for v in np.abs(shap_exp.values).mean(axis=0)),
+        global_importance=tuple(float(v) for v in importance),
+        importance_order=tuple(int(i) for i in np.argsort(-importance, kind="stable")),
+        outcome_correlations=tuple(float(v) for v in with_outcome),
+        strongest_correlate=_strongest(with_outcome),
         top_k=top_k,
         agreement={k: tuple(float(v) for v in values) for k, values in agreement.items()},
         agreement_mean={k: _nanmean(values) for k, values in agreement.items()},
         summary_rows=tuple(int(i) for i in summary),
-        summary_shap=_rows(shap_exp.values[summary]),
-        summary_features=_rows(x_test[summary]),
+        summary_shap=_tuples(shap_exp.values[summary]),
+        summary_features=_tuples(x_test[summary]),
         explainers={"lime": "lime.lime_tabular.LimeTabularExplainer", "shap": shap_exp.explainer},
         settings={"lime": dict(lime_exp.settings), "shap": dict(shap_exp.settings)},
         seconds=time.perf_counter() - start,

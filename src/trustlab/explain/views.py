@@ -1,5 +1,5 @@
-"""How explanation results appear: tabular LIME/SHAP, attribution galleries, feature
-visualisation and explained attacks (report sections and CLI summary lines)."""
+"""How explanation results appear: tabular LIME/SHAP, attribution galleries and feature
+visualisation (report sections and CLI summary lines)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from markupsafe import Markup
 from trustlab.core import format as fmt
 from trustlab.core.plots import image_grid_figure, plt, show_image, to_png
 from trustlab.core.views import Figure, Section, Table, register_view
-from trustlab.explain.adversarial import AttackExplanationResult
 from trustlab.explain.attributions import METHODS
 from trustlab.explain.featurevis import FeatureVisResult
 from trustlab.explain.figures import (
     correlation_heatmap_figure,
     global_importance_figure,
-    lime_shap_patients_figure,
+    lime_shap_rows_figure,
     shap_summary_figure,
 )
 from trustlab.explain.gallery import AttributionGalleryResult
@@ -37,12 +36,10 @@ def _corr(value: float) -> str:
 def _tabular_explanations(name: str, result: TabularExplanationResult) -> Section:
     names = result.feature_names
     k = result.top_k
-    importance = np.asarray(result.global_importance, dtype=float)
-    ranked = np.argsort(-importance, kind="stable")
-    outcome = len(result.correlation_names) - 1
-    with_outcome = [result.correlations[i][outcome] for i in range(len(names))]
-    finite = np.isfinite(with_outcome)
-    strongest = int(np.nanargmax(np.where(finite, np.abs(with_outcome), np.nan))) if finite.any() else None
+    importance = result.global_importance
+    ranked = result.importance_order
+    with_outcome = result.outcome_correlations
+    strongest = result.strongest_correlate
     mean = result.agreement_mean
     positive = result.class_names[1]
     paragraphs = [
@@ -65,12 +62,12 @@ def _tabular_explanations(name: str, result: TabularExplanationResult) -> Sectio
             _corr(with_outcome[strongest]) if strongest is not None else "n/a",
         ),
         Markup(
-            "For {} patients, LIME (local linear fit to P({}), quartile-discretised features) and SHAP ({}) rank "
+            "For {} test rows, LIME (local linear fit to P({}), quartile-discretised features) and SHAP ({}) rank "
             "the features by magnitude with mean Spearman correlation <b>{}</b> and Kendall tau <b>{}</b>; on "
             "average {:.0%} of their top {} features coincide. The two use different units, so only ranks are "
             "compared; a low LIME R<sup>2</sup> means the local linear fit, and so its weights, are unreliable."
         ).format(
-            len(result.patients),
+            len(result.rows),
             positive,
             result.explainers.get("shap", "SHAP"),
             _corr(mean["spearman"]),
@@ -92,9 +89,9 @@ def _tabular_explanations(name: str, result: TabularExplanationResult) -> Sectio
         ],
         f"Model quality on {result.dataset}/{result.split} (threshold 0.5)",
     )
-    patients = Table(
+    rows_table = Table(
         [
-            "patient (test index)",
+            "row (test index)",
             "true class",
             f"P({positive})",
             f"top {k} LIME",
@@ -118,15 +115,15 @@ def _tabular_explanations(name: str, result: TabularExplanationResult) -> Sectio
             ]
             for i, (p, label, prob, lime, shap) in enumerate(
                 zip(
-                    result.patients,
-                    result.patient_labels,
-                    result.patient_probabilities,
+                    result.rows,
+                    result.row_labels,
+                    result.row_probabilities,
                     result.lime_weights,
                     result.shap_values,
                 )
             )
         ],
-        "Per-patient top features by |weight| and rank agreement of LIME and SHAP",
+        "Per-row top features by |weight| and rank agreement of LIME and SHAP",
     )
     global_table = Table(
         ["rank", "feature", f"mean |SHAP| ({result.shap_output})", "correlation with outcome (train)"],
@@ -141,8 +138,8 @@ def _tabular_explanations(name: str, result: TabularExplanationResult) -> Sectio
         ("time", fmt.seconds(result.seconds)),
     ]
     labels = [
-        f"patient {p} ({result.class_names[label]}, P = {prob:.2f})"
-        for p, label, prob in zip(result.patients, result.patient_labels, result.patient_probabilities)
+        f"test row {p} ({result.class_names[label]}, P = {prob:.2f})"
+        for p, label, prob in zip(result.rows, result.row_labels, result.row_probabilities)
     ]
     lime_unit = str(result.settings.get("lime", {}).get("output", f"probability of {positive}"))
     figs = [
@@ -162,9 +159,9 @@ def _tabular_explanations(name: str, result: TabularExplanationResult) -> Sectio
             shap_summary_figure(names, result.summary_shap, result.summary_features, result.shap_output),
         ),
         Figure(
-            f"{name}-patients",
-            "LIME weights and SHAP values for each explained patient (red: towards the positive class).",
-            lime_shap_patients_figure(
+            f"{name}-rows",
+            "LIME weights and SHAP values for each explained test row (red: towards the positive class).",
+            lime_shap_rows_figure(
                 names, result.lime_weights, result.shap_values, labels, lime_unit, result.shap_output
             ),
         ),
@@ -174,7 +171,7 @@ def _tabular_explanations(name: str, result: TabularExplanationResult) -> Sectio
         f"Tabular explanations: LIME and SHAP ({result.dataset}, {result.model})",
         paragraphs=paragraphs,
         facts=facts,
-        tables=[quality, patients, global_table],
+        tables=[quality, rows_table, global_table],
         figures=figs,
     )
 
@@ -222,47 +219,31 @@ def _feature_visualisation(name: str, result: FeatureVisResult) -> Section:
     )
 
 
-def _attack_explanations(name: str, result: AttackExplanationResult) -> Section:
-    names = result.class_names
-    table = Table(
-        ["class", "recall before", "recall after", "change (points)"],
-        [
-            [c, fmt.pct(b), fmt.pct(a), "n/a" if a is None or b is None else f"{100 * (a - b):+.1f}"]
-            for c, b, a in zip(names, result.recall_before, result.recall_after)
-        ],
-        f"Recall per class before and after the attack at eps = {result.eps:g}",
-    )
-    rows, labels = [], []
-    for i in range(len(result.gallery_clean)):
-        clean, adv = np.asarray(result.gallery_clean[i]), np.asarray(result.gallery_adversarial[i])
-        rows.append([clean, adv, adv - clean, result.gallery_map_before[i], result.gallery_map_after[i]])
-        labels.append(f"{names[result.gallery_clean_pred[i]]} -> {names[result.gallery_adv_pred[i]]}")
-    figures = []
-    if rows:
-        figures.append(
-            Figure(
-                f"{name}-gallery",
-                "Clean and adversarial images, the perturbation, and the maps before and after (towards each "
-                "prediction).",
-                image_grid_figure(
-                    rows,
-                    labels,
-                    ["clean", "adversarial", "perturbation", f"{result.method} before", f"{result.method} after"],
-                    ["image", "image", "signed", "signed", "signed"],
-                    "What the attack changes",
-                ),
-            )
-        )
-    paragraphs = [
-        f"Accuracy on {result.examples:,} inputs: {fmt.pct(result.accuracy_before)} before, "
-        f"{fmt.pct(result.accuracy_after)} after {result.attack} at eps = {result.eps:g}."
+def _tabular_summary(result: TabularExplanationResult) -> list[str]:
+    top = result.importance_order[:3]
+    return [
+        f"{result.model}: accuracy {fmt.pct(result.accuracy)}, ROC AUC {fmt.number(result.roc_auc)}",
+        "most important (mean |SHAP|): "
+        + ", ".join(f"{result.feature_names[i]} {result.global_importance[i]:.2f}" for i in top),
+        f"LIME vs SHAP rank agreement (mean Spearman): {fmt.number(result.agreement_mean['spearman'], 2)}",
     ]
-    return Section(
-        name, f"Explaining the attack ({result.dataset})", paragraphs=paragraphs, tables=[table], figures=figures
-    )
 
 
-register_view(TabularExplanationResult, order=40, section=_tabular_explanations)
-register_view(AttributionGalleryResult, order=41, section=_attributions)
-register_view(FeatureVisResult, order=42, section=_feature_visualisation)
-register_view(AttackExplanationResult, order=43, section=_attack_explanations)
+def _attributions_summary(result: AttributionGalleryResult) -> list[str]:
+    return [
+        f"{m}: {result.seconds[m]:.2f} s, Gini {fmt.number(result.gini[m])}, "
+        f"deletion AUC {fmt.number(result.deletion_auc[m])}"
+        for m in result.methods
+    ]
+
+
+def _feature_visualisation_summary(result: FeatureVisResult) -> list[str]:
+    return [
+        "feature visualisation: "
+        + ", ".join(f"{result.class_names[c]}: {p:.3f}" for c, p in zip(result.classes, result.probabilities))
+    ]
+
+
+register_view(TabularExplanationResult, order=40, section=_tabular_explanations, summary=_tabular_summary)
+register_view(AttributionGalleryResult, order=41, section=_attributions, summary=_attributions_summary)
+register_view(FeatureVisResult, order=42, section=_feature_visualisation, summary=_feature_visualisation_summary)

@@ -16,40 +16,7 @@ import torch
 from torch import nn
 
 from trustlab.core.exceptions import GradientsUnavailableError, InputError
-
-BOUNDS_TOLERANCE = 1e-6
-ERR_SHAPE = "{name} have shape {got}, but (N, {expected}) is expected"
-ERR_NAN = "{name} contain {count} NaN or infinite values"
-ERR_BOUNDS = "{name} must lie in the input bounds [{low:g}, {high:g}], found values in [{min:.4g}, {max:.4g}]"
-
-
-def as_tensor(x: Any, name: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"{name} must be a torch tensor or numpy array, got {type(x).__name__}")
-    return x
-
-
-def validate_inputs(
-    x: Any, input_shape: tuple[int, ...], bounds: tuple[float, float] | None, *, name: str = "inputs"
-) -> torch.Tensor:
-    """Check that ``x`` is a batch of ``input_shape`` inputs, finite and within ``bounds``; return
-    it as a float tensor. Shared by classifiers and detectors so both refuse bad input alike."""
-    x = as_tensor(x, name)
-    if tuple(x.shape[1:]) != tuple(input_shape) or x.ndim != len(input_shape) + 1:
-        raise InputError(ERR_SHAPE.format(name=name, expected=", ".join(map(str, input_shape)), got=tuple(x.shape)))
-    if not torch.is_floating_point(x):
-        x = x.to(torch.float32)
-    bad = (~torch.isfinite(x)).sum().item()
-    if bad:
-        raise InputError(ERR_NAN.format(name=name, count=bad))
-    if bounds is not None and x.numel():
-        low, high = bounds
-        lo, hi = x.min().item(), x.max().item()
-        if lo < low - BOUNDS_TOLERANCE or hi > high + BOUNDS_TOLERANCE:
-            raise InputError(ERR_BOUNDS.format(name=name, low=low, high=high, min=lo, max=hi))
-    return x
+from trustlab.core.validate import class_indices, positive_int, validate_inputs
 
 
 def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -114,8 +81,6 @@ class Classifier:
     ) -> None:
         if not isinstance(module, nn.Module):
             raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-        if batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size}")
         self.module = _eval_mode(module)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.bounds = None if bounds is None else (float(bounds[0]), float(bounds[1]))
@@ -128,7 +93,7 @@ class Classifier:
             raise InputError("std must be positive")
         self._mean_dev = None if self.mean is None else self.mean.to(self.device)
         self._std_dev = None if self.std is None else self.std.to(self.device)
-        self.batch_size = int(batch_size)
+        self.batch_size = positive_int(batch_size, "batch_size")
         self.architecture = architecture
         self.config = dict(config or {})
         self.num_classes = int(num_classes) if num_classes is not None else self._infer_num_classes()
@@ -164,15 +129,16 @@ class Classifier:
         """Check shape, finiteness and bounds; return a float tensor. Used at every boundary."""
         return validate_inputs(x, self.input_shape, self.bounds, name=name)
 
-    def validate_labels(self, y: Any, n: int) -> torch.Tensor:
+    def validate_labels(self, y: Any, n: int, *, name: str = "labels") -> torch.Tensor:
         """Check that ``y`` holds ``n`` class indices this model can predict; return them as int64."""
-        y = torch.as_tensor(y)
-        if y.ndim != 1 or y.shape[0] != n:
-            raise InputError(f"labels must be a vector of {n} class indices, got shape {tuple(y.shape)}")
-        y = y.long()
-        if n and (y.min() < 0 or y.max() >= self.num_classes):
-            raise InputError(f"labels must lie in 0..{self.num_classes - 1}, found {int(y.min())}..{int(y.max())}")
-        return y
+        return class_indices(y, n, self.num_classes, name=name)
+
+    def targets(self, x: torch.Tensor, target: Any = None) -> torch.Tensor:
+        """The class each example is explained or measured towards: ``None`` means the predicted
+        class, one index stands for every example; on ``x``'s device."""
+        if target is None:
+            return self.predict(x).to(x.device)
+        return class_indices(target, x.shape[0], self.num_classes, name="target", scalar=True).to(x.device)
 
     def _checked_forward(self, chunk: torch.Tensor) -> torch.Tensor:
         """``forward`` that turns a module's shape complaint into a one-line InputError."""

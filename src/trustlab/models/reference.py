@@ -32,6 +32,24 @@ def load_reference_model(name: str = "mnist_cnn", *, batch_size: int = 256) -> C
     return load_model(reference_path(name), batch_size=batch_size)
 
 
+def open_classifier(
+    name_or_file: str,
+    *,
+    arch: str | None = None,
+    allow_pickle: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+    batch_size: int = 256,
+) -> tuple[Classifier, str]:
+    """A shipped reference model by name, or a model file (see :func:`load_model`); also returns
+    a description of where it came from, for manifests."""
+    if name_or_file in REFERENCE_MODELS and not Path(name_or_file).exists():
+        return load_reference_model(name_or_file, batch_size=batch_size), f"reference model {name_or_file}"
+    classifier = load_model(
+        name_or_file, architecture=arch, allow_pickle=allow_pickle, input_shape=input_shape, batch_size=batch_size
+    )
+    return classifier, str(name_or_file)
+
+
 def untrained_mnist_cnn(*, seed: int = 0) -> Classifier:
     """The reference MNIST CNN before training (architecture, normalisation, class names), as the
     scripts that build the shipped weights start from it."""

@@ -54,6 +54,36 @@ def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
+def classifier_for(data: Any, *, arch: str | None = None, seed: int = 0) -> Classifier:
+    """A new, untrained classifier fitted to ``data``'s shape, classes, bounds and feature
+    statistics (normalisation inside): ``arch`` from the registry, by default ``mnist_cnn`` for
+    images and ``mlp`` for tabular data."""
+    from trustlab.models.architectures import build_architecture
+
+    image = data.kind == "image"
+    arch = arch or ("mnist_cnn" if image else "mlp")
+    if image:
+        config = {
+            "in_channels": data.input_shape[0],
+            "image_size": data.input_shape[1],
+            "num_classes": data.num_classes,
+        }
+    else:
+        config = {"in_features": data.input_shape[0], "num_classes": data.num_classes}
+    mean, std = data.feature_stats()
+    return Classifier(
+        build_architecture(arch, seed=seed, **config),
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        bounds=data.bounds,
+        mean=mean,
+        std=std,
+        class_names=data.class_names,
+        architecture=arch,
+        config=config,
+    )
+
+
 def train(
     classifier: Classifier,
     x: Any,

@@ -11,6 +11,7 @@ in a detector file (a :class:`~trustlab.ood.guard.GuardedClassifier` stores both
 
 from __future__ import annotations
 
+import abc
 import copy
 import json
 import os
@@ -22,8 +23,9 @@ from safetensors.torch import save as safetensors_save
 
 from trustlab.core.exceptions import InputError, ModelLoadError, NotFittedError, UnknownNameError
 from trustlab.core.files import atomic_write_bytes
+from trustlab.core.validate import as_tensor, class_indices, positive_int, validate_inputs
 from trustlab.models.artefacts import read_safetensors
-from trustlab.models.classifier import Classifier, as_tensor, validate_inputs
+from trustlab.models.classifier import Classifier
 
 FORMAT = "trustlab-detector/1"
 ERR_NOT_FITTED = "{name} detector is not fitted; call fit(in_distribution_data) first"
@@ -38,7 +40,7 @@ def _unpack(data: Any, y: Any) -> tuple[Any, Any]:
     return data, y
 
 
-class Detector:
+class Detector(abc.ABC):
     """Base of every OOD detector. Subclasses set ``name``, implement ``_fit`` and ``_score_batch``
     and list their JSON-able constructor arguments in ``config()``."""
 
@@ -52,9 +54,7 @@ class Detector:
             _DETECTORS[cls.name] = cls
 
     def __init__(self, *, batch_size: int = 256) -> None:
-        if int(batch_size) < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size}")
-        self.batch_size = int(batch_size)
+        self.batch_size = positive_int(batch_size, "batch_size")
         self.input_shape_: tuple[int, ...] | None = None
         self.bounds_: tuple[float, float] | None = None
 
@@ -67,19 +67,21 @@ class Detector:
         """Constructor arguments (JSON-able) that rebuild this detector before its state is loaded."""
         return {"batch_size": self.batch_size}
 
+    @abc.abstractmethod
     def state(self) -> dict[str, torch.Tensor]:
         """Learned tensors (what ``fit`` computed)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        raise NotImplementedError
+        """Restore what ``state`` returned (the detector is already built from its config)."""
 
+    @abc.abstractmethod
     def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
-        raise NotImplementedError
+        """Learn from validated in-distribution inputs (and labels, when given)."""
 
+    @abc.abstractmethod
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
         """Scores of one validated batch, under ``torch.no_grad``."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ public -----------------
     @property
@@ -99,12 +101,14 @@ class Detector:
         shape, bounds = self._input_spec(x)
         x = validate_inputs(x, shape, bounds, name="training inputs")
         if y is not None:
-            y = torch.as_tensor(y).long()
-            if y.shape != (x.shape[0],):
-                raise InputError(f"labels must be a vector of {x.shape[0]} class indices, got shape {tuple(y.shape)}")
+            y = class_indices(y, x.shape[0], self._label_classes())
         self._fit(x, y)
         self.input_shape_, self.bounds_ = shape, bounds
         return self
+
+    def _label_classes(self) -> int:
+        """How many classes fitting labels may name (any non-negative index unless a classifier says)."""
+        return torch.iinfo(torch.int64).max
 
     def validate(self, x: Any) -> torch.Tensor:
         if not self.fitted:
@@ -128,8 +132,7 @@ class Detector:
 def require_positive_ints(**values: Any) -> None:
     """One-line error naming the first option that is not a positive integer."""
     for label, value in values.items():
-        if int(value) < 1:
-            raise InputError(f"{label} must be a positive integer, got {value}")
+        positive_int(value, label)
 
 
 class MultiScoreDetector(Detector):
@@ -185,6 +188,9 @@ class PosthocDetector(Detector):
     def _input_spec(self, x: torch.Tensor) -> tuple[tuple[int, ...], tuple[float, float] | None]:
         return self.classifier.input_shape, self.classifier.bounds
 
+    def _label_classes(self) -> int:
+        return self.classifier.num_classes
+
     def _feature_module(self) -> torch.nn.Module:
         modules = dict(self.classifier.module.named_modules())
         if self.layer is not None:
@@ -213,8 +219,9 @@ class PosthocDetector(Detector):
             hook.remove()
         return logits, captured[0].flatten(1).float()
 
+    @abc.abstractmethod
     def _score_outputs(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        raise NotImplementedError
+        """Scores from one batch's logits and (if ``uses_features``) features."""
 
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
         return self._score_outputs(*self.outputs(x))

@@ -29,7 +29,7 @@ from trustlab.core.batching import BatchCheckpoint, run_batches
 from trustlab.core.exceptions import InputError
 from trustlab.models.classifier import Classifier
 from trustlab.robustness.attacks import FGSM, Attack, make_attack
-from trustlab.robustness.attacks.base import BatchContext, Counter, _parse_mask, expand
+from trustlab.robustness.attacks.base import BatchContext, Counter, expand, parse_mask
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def minimal_eps(
     x = model.validate(x)
     n = x.shape[0]
     y = model.validate_labels(y, n)
-    mask_all = _parse_mask(mask, x)
+    mask_all = parse_mask(mask, x)
     counter = Counter()
     start_time = time.perf_counter()
 
@@ -103,8 +103,8 @@ def minimal_eps(
         xb, yb = x[start:stop].to(model.device), y[start:stop].to(model.device)
         if batch_mask is not None:
             batch_mask = batch_mask.to(model.device)
-        if isinstance(attack, FGSM) and not attack.random_start:
-            out = _fgsm_bisection(model, attack, xb, yb, batch_mask, eps_max, tol, counter)
+        if attack.fixed_direction:
+            out = _direction_bisection(model, attack, xb, yb, batch_mask, eps_max, tol, counter)
         elif not attack.needs_eps:
             out = _minimum_norm(model, attack, xb, yb, batch_mask, eps_max, counter)
         else:
@@ -152,8 +152,8 @@ def _bounded(model: Classifier, x: torch.Tensor) -> torch.Tensor:
     return x if model.bounds is None else x.clamp(model.bounds[0], model.bounds[1])
 
 
-def _fgsm_bisection(model, attack: FGSM, x, y, mask, eps_max, tol, counter) -> dict[str, torch.Tensor]:
-    """One gradient, then forward passes only: the FGSM point at eps is clip(x + eps * direction)."""
+def _direction_bisection(model, attack: Attack, x, y, mask, eps_max, tol, counter) -> dict[str, torch.Tensor]:
+    """One gradient, then forward passes only: the attack's point at eps is clip(x + eps * direction)."""
     ctx = BatchContext(
         model=model,
         x=x,
@@ -290,7 +290,7 @@ def linear_scan(
     attack = FGSM()
     x = model.validate(x)
     y = model.validate_labels(y, x.shape[0])
-    mask_all = _parse_mask(mask, x)
+    mask_all = parse_mask(mask, x)
     steps = int(round(eps_max / tol))
     grid = torch.arange(1, steps + 1, dtype=torch.float64) * tol
 

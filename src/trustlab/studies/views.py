@@ -1,10 +1,13 @@
-"""How studies appear in the report."""
+"""How studies appear: report sections and CLI summary lines."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from trustlab.core import format as fmt
-from trustlab.core.plots import plt, show_image, to_png
+from trustlab.core.plots import image_grid_figure, plt, show_image, to_png
 from trustlab.core.views import Figure, Section, Table, register_view
+from trustlab.studies.attack_explanations import AttackExplanationResult
 from trustlab.studies.robust_vs_natural import RobustVsNaturalResult
 
 
@@ -49,4 +52,60 @@ def _robust_vs_natural(name: str, result: RobustVsNaturalResult) -> Section:
     )
 
 
-register_view(RobustVsNaturalResult, order=44, section=_robust_vs_natural)
+def _robust_vs_natural_summary(result: RobustVsNaturalResult) -> list[str]:
+    return [
+        f"{metric}: "
+        + ", ".join(f"{m}/{k} {result.means[metric][m][k]:.3f}" for m in result.models for k in result.inputs)
+        for metric in result.metric_descriptions
+    ]
+
+
+def _attack_explanations(name: str, result: AttackExplanationResult) -> Section:
+    names = result.class_names
+    table = Table(
+        ["class", "recall before", "recall after", "change (points)"],
+        [
+            [c, fmt.pct(b), fmt.pct(a), "n/a" if a is None or b is None else f"{100 * (a - b):+.1f}"]
+            for c, b, a in zip(names, result.recall_before, result.recall_after)
+        ],
+        f"Recall per class before and after the attack at eps = {result.eps:g}",
+    )
+    rows, labels = [], []
+    for i in range(len(result.gallery_clean)):
+        clean, adv = np.asarray(result.gallery_clean[i]), np.asarray(result.gallery_adversarial[i])
+        rows.append([clean, adv, adv - clean, result.gallery_map_before[i], result.gallery_map_after[i]])
+        labels.append(f"{names[result.gallery_clean_pred[i]]} -> {names[result.gallery_adv_pred[i]]}")
+    figures = []
+    if rows:
+        figures.append(
+            Figure(
+                f"{name}-gallery",
+                "Clean and adversarial images, the perturbation, and the maps before and after (towards each "
+                "prediction).",
+                image_grid_figure(
+                    rows,
+                    labels,
+                    ["clean", "adversarial", "perturbation", f"{result.method} before", f"{result.method} after"],
+                    ["image", "image", "signed", "signed", "signed"],
+                    "What the attack changes",
+                ),
+            )
+        )
+    paragraphs = [
+        f"Accuracy on {result.examples:,} inputs: {fmt.pct(result.accuracy_before)} before, "
+        f"{fmt.pct(result.accuracy_after)} after {result.attack} at eps = {result.eps:g}."
+    ]
+    return Section(
+        name, f"Explaining the attack ({result.dataset})", paragraphs=paragraphs, tables=[table], figures=figures
+    )
+
+
+def _attack_explanations_summary(result: AttackExplanationResult) -> list[str]:
+    return [
+        f"accuracy {fmt.pct(result.accuracy_before)} -> {fmt.pct(result.accuracy_after)} under {result.attack_name} "
+        f"at eps {result.eps:g}"
+    ]
+
+
+register_view(AttackExplanationResult, order=43, section=_attack_explanations, summary=_attack_explanations_summary)
+register_view(RobustVsNaturalResult, order=44, section=_robust_vs_natural, summary=_robust_vs_natural_summary)

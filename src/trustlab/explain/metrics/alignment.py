@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from trustlab.explain.metrics._inputs import _images_and_maps, _safe_divide
+from trustlab.core.stats import safe_divide
+from trustlab.explain.metrics._inputs import _images_and_maps
 
 
 def cosine_alignment(x: Any, a: Any) -> torch.Tensor:
@@ -23,7 +24,7 @@ def cosine_alignment(x: Any, a: Any) -> torch.Tensor:
     x, a = _images_and_maps(x, a)
     a = a.expand_as(x).flatten(1).double()
     xf = x.flatten(1).double()
-    value = _safe_divide((xf * a).sum(1), xf.norm(dim=1) * a.norm(dim=1))
+    value = safe_divide((xf * a).sum(1), xf.norm(dim=1) * a.norm(dim=1))
     return value.to(x.dtype)
 
 
@@ -43,7 +44,7 @@ def etmann_alignment(x: Any, grad: Any, *, normalise: bool = False) -> torch.Ten
     g = grad.expand_as(x).flatten(1).double()
     xf = x.flatten(1).double()
     den = g.norm(dim=1) * (xf.norm(dim=1) if normalise else 1.0)
-    return _safe_divide((xf * g).sum(1).abs(), den).to(x.dtype)
+    return safe_divide((xf * g).sum(1).abs(), den).to(x.dtype)
 
 
 __all__ = ["cosine_alignment", "etmann_alignment"]

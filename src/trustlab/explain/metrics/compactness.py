@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from trustlab.core.exceptions import InputError
-from trustlab.explain.metrics._inputs import _maps, _safe_divide
+from trustlab.core.stats import safe_divide
+from trustlab.explain.metrics._inputs import _maps
 
 ERR_FRACTION = "fraction must lie in (0, 1], got {got}"
 
@@ -44,7 +45,7 @@ def gini(a: Any) -> torch.Tensor:
     v = _mass(_maps(a)).sort(dim=1).values
     n = v.shape[1]
     weights = 2 * torch.arange(1, n + 1, dtype=v.dtype, device=v.device) - n - 1
-    return _safe_divide((v * weights).sum(1), n * v.sum(1)).to(_out_dtype(a))
+    return safe_divide((v * weights).sum(1), n * v.sum(1)).to(_out_dtype(a))
 
 
 def entropy_complexity(a: Any) -> torch.Tensor:
@@ -73,7 +74,7 @@ def top_k_mass(a: Any, fraction: float = 0.1) -> torch.Tensor:
     k = max(1, int(round(fraction * n)))
     top = v.topk(k, dim=1).values.sum(1)
     total = v.sum(1)
-    return torch.where(total > 0, _safe_divide(top, total), torch.full_like(total, k / n)).to(_out_dtype(a))
+    return torch.where(total > 0, safe_divide(top, total), torch.full_like(total, k / n)).to(_out_dtype(a))
 
 
 def spatial_spread(a: Any) -> torch.Tensor:

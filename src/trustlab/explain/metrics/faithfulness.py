@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
-from trustlab.explain.metrics._inputs import _describe, _images_and_maps, _targets
+from trustlab.core.validate import describe, positive_int
+from trustlab.explain.metrics._inputs import _images_and_maps
 from trustlab.models.classifier import Classifier
 
 INSERTION_BLUR_KERNEL = 11  # Petsiuk et al.'s insertion start: Gaussian blur, kernel 11, sigma 5
@@ -30,14 +31,6 @@ INSERTION_BLUR_SIGMA = 5.0
 ERR_STEPS = "steps must be an integer between 1 and the number of features ({units}), got {got}"
 ERR_FEATURES_IN_STEP = "features_in_step must be an integer between 1 and the number of features ({units}), got {got}"
 ERR_BASELINE = "baseline must be a number, 'blur' (insertion only) or a tensor broadcastable to {shape}, got {got}"
-ERR_BATCH = "batch_size must be a positive integer, got {got}"
-
-
-def _batch_size(model: Classifier, batch_size: int | None) -> int:
-    size = model.batch_size if batch_size is None else batch_size
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise InputError(ERR_BATCH.format(got=batch_size))
-    return size
 
 
 @dataclass(frozen=True)
@@ -82,7 +75,7 @@ def _baseline(baseline: Any, x: torch.Tensor, *, allow_blur: bool) -> torch.Tens
     try:
         return value.expand_as(x) if value.ndim <= x.ndim else value.reshape(()).expand_as(x)
     except RuntimeError:
-        raise InputError(ERR_BASELINE.format(shape=tuple(x.shape), got=_describe(baseline))) from None
+        raise InputError(ERR_BASELINE.format(shape=tuple(x.shape), got=describe(baseline))) from None
 
 
 def insertion_blur(
@@ -171,8 +164,8 @@ def _curve(
 ) -> PerturbationCurve:
     x = model.validate(x, name="x")
     x, a = _images_and_maps(x, a)
-    target = _targets(model, x, target)
-    size = _batch_size(model, batch_size)
+    target = model.targets(x, target)
+    size = model.batch_size if batch_size is None else positive_int(batch_size, "batch_size")
     units = a[0].numel()
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= units:
         raise InputError(ERR_STEPS.format(units=units, got=steps))
@@ -284,8 +277,8 @@ def pixel_flipping(
     x = model.validate(x, name="x")
     x, a = _images_and_maps(x, a)
     a = a.expand_as(x)
-    target = _targets(model, x, target)
-    size = _batch_size(model, batch_size)
+    target = model.targets(x, target)
+    size = model.batch_size if batch_size is None else positive_int(batch_size, "batch_size")
     units = a[0].numel()
     k = features_in_step
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= units:

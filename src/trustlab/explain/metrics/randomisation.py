@@ -22,7 +22,8 @@ from torch import nn
 from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
 from trustlab.core.stats import pearson, spearman
-from trustlab.explain.metrics._inputs import _describe, _maps, _targets
+from trustlab.core.validate import describe
+from trustlab.explain.metrics._inputs import _maps
 from trustlab.models.classifier import Classifier
 
 ORDERS = ("top_down", "bottom_up", "independent")
@@ -113,7 +114,7 @@ def _explained(
     if isinstance(maps, np.ndarray):
         maps = torch.from_numpy(maps)
     if not isinstance(maps, torch.Tensor) or maps.ndim < 2 or maps.shape[0] != x.shape[0]:
-        raise InputError(ERR_MAPS_OUT.format(n=x.shape[0], got=_describe(maps)))
+        raise InputError(ERR_MAPS_OUT.format(n=x.shape[0], got=describe(maps)))
     return maps.detach().to(x.device)
 
 
@@ -153,7 +154,7 @@ def model_parameter_randomisation(
         raise InputError(ERR_ORDER.format(expected=", ".join(ORDERS), got=order))
     name, compare = _similarity_fn(similarity)
     x = model.validate(x, name="x")
-    target = _targets(model, x, target)
+    target = model.targets(x, target)
     randomised = model.copy()
     layers = _layers(randomised.module)
     if not layers:
@@ -165,7 +166,7 @@ def model_parameter_randomisation(
     else:
         reference = _maps(original, name="original").to(x.device)
     if reference.shape[0] != x.shape[0]:
-        raise InputError(ERR_MAPS_OUT.format(n=x.shape[0], got=_describe(reference)))
+        raise InputError(ERR_MAPS_OUT.format(n=x.shape[0], got=describe(reference)))
     if absolute:
         reference = reference.abs()
     rows = []

@@ -18,6 +18,7 @@ import torch
 
 from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
+from trustlab.core.validate import positive_int
 from trustlab.models.classifier import Classifier
 from trustlab.ood.base import PosthocDetector
 
@@ -99,8 +100,7 @@ class KNN(_FeatureDetector):
         self, classifier: Classifier, *, k: int = 10, bank_size: int | None = None, seed: int = 0, **kwargs: Any
     ) -> None:
         super().__init__(classifier, **kwargs)
-        if int(k) < 1:
-            raise InputError(f"k must be a positive integer, got {k}")
+        positive_int(k, "k")
         if bank_size is not None and int(bank_size) < int(k):
             raise InputError(f"bank_size must be at least k={k}, got {bank_size}")
         self.k = int(k)

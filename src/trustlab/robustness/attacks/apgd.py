@@ -32,7 +32,6 @@ import torch
 
 from trustlab.core.exceptions import InputError
 from trustlab.robustness.attacks.base import Attack, BatchContext, expand
-from trustlab.robustness.attacks.pgd import _select
 
 
 def apgd_checkpoints(steps: int) -> list[int]:
@@ -97,7 +96,7 @@ class APGD(Attack):
             index = torch.nonzero(~done).squeeze(1)
             if index.numel() == 0:
                 break
-            sub = ctx if index.numel() == n else _select(ctx, index)
+            sub = ctx if index.numel() == n else ctx.select(index)
             if restart == 0 and ctx.init is not None:
                 delta = self.clip(sub, sub.x, sub.init - sub.x, sub.eps)
             else:
@@ -163,7 +162,7 @@ class APGD(Attack):
             out_success[gone] = s["adv"][~keep]
             rows = rows[keep]
             s = {k: v[keep] for k, v in s.items()}
-            sub = _select(ctx, rows)
+            sub = ctx.select(rows)
 
         if self.early_stop and adv.any():
             retire(~adv)

@@ -12,6 +12,7 @@ counted as a forward call.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -62,6 +63,22 @@ class BatchContext:
     generator: torch.Generator
     counter: Counter = field(default_factory=Counter)
 
+    def select(self, index: torch.Tensor) -> BatchContext:
+        """The same batch restricted to rows ``index`` (mask and init follow; counters are shared)."""
+        mask = self.mask
+        if mask is not None and mask.shape[0] > 1:
+            mask = mask[index]
+        return BatchContext(
+            model=self.model,
+            x=self.x[index],
+            y=self.y[index],
+            eps=self.eps[index],
+            mask=mask,
+            init=None if self.init is None else self.init[index],
+            generator=self.generator,
+            counter=self.counter,
+        )
+
 
 def lp_norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
     flat = delta.flatten(1)
@@ -82,7 +99,9 @@ def project(delta: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
     return delta * expand(scale, delta)
 
 
-def _parse_mask(mask: Any, x: torch.Tensor) -> torch.Tensor | None:
+def parse_mask(mask: Any, x: torch.Tensor) -> torch.Tensor | None:
+    """A 0/1 pixel mask broadcastable to ``x`` (one row for all examples, or one per example) as
+    ``x``'s dtype; None stays None."""
     if mask is None:
         return None
     mask = torch.as_tensor(mask)
@@ -115,12 +134,22 @@ def _parse_eps(eps: Any, n: int, *, required: bool) -> torch.Tensor:
     return eps
 
 
-class Attack:
-    """Base class. Hyperparameters are keyword-only constructor arguments."""
+class Attack(abc.ABC):
+    """Base class. Hyperparameters are keyword-only constructor arguments.
+
+    Capabilities the minimal-eps search reads: ``needs_gradients``; ``needs_eps`` (False for a
+    minimum-norm attack, whose norms answer directly); ``fixed_direction`` (True when the
+    perturbation at budget eps is ``eps * direction(x)`` with a direction that does not depend on
+    eps, so the search bisects with forward passes only).
+    """
 
     name: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = True
     needs_eps: ClassVar[bool] = True
+
+    @property
+    def fixed_direction(self) -> bool:
+        return False
 
     def __init__(self, *, norm: str = "linf", targeted: bool = False, loss: str = "ce", seed: int = 0) -> None:
         if norm not in NORMS:
@@ -160,7 +189,7 @@ class Attack:
         n = x.shape[0]
         y = model.validate_labels(y, n)
         eps_all = _parse_eps(eps, n, required=self.needs_eps)
-        mask_all = _parse_mask(mask, x)
+        mask_all = parse_mask(mask, x)
         init_all = None if init is None else model.validate(init, name="init")
         if init_all is not None and init_all.shape != x.shape:
             raise InputError(f"init must have the inputs' shape {tuple(x.shape)}")
@@ -205,9 +234,13 @@ class Attack:
             forward_calls=counter.forward,
         )
 
+    @abc.abstractmethod
     def _attack_batch(self, ctx: BatchContext) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return adversarials for one batch and, if already computed, their logits."""
-        raise NotImplementedError
+
+    def direction(self, ctx: BatchContext, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attacks with ``fixed_direction``: the unit step direction at ``x`` and the logits there."""
+        raise NotImplementedError(f"{self.name} has no fixed direction")
 
     # -------------------------------------------------------------- helpers -----------------
     def logits(self, ctx: BatchContext, x: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,11 @@ class FGSM(Attack):
         self.random_start = bool(random_start)
         self.step_scale = float(step_scale)
 
+    @property
+    def fixed_direction(self) -> bool:
+        """Without a random start the step is eps times a direction computed once at the input."""
+        return not self.random_start
+
     def direction(self, ctx: BatchContext, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit steepest-ascent direction at ``x`` (masked) and the logits there."""
         _, grad, logits = self.gradient(ctx, x, ctx.y)

@@ -52,7 +52,7 @@ class PGD(Attack):
             if restart and index.numel() == 0:
                 break
             all_rows = index.numel() == x0.shape[0]
-            sub = ctx if all_rows else _select(ctx, index)
+            sub = ctx if all_rows else ctx.select(index)
             if restart == 0 and ctx.init is not None:
                 delta = self.clip(sub, sub.x, sub.init - sub.x, sub.eps)
             elif self.random_start:
@@ -88,7 +88,7 @@ class PGD(Attack):
         active = torch.arange(x0.shape[0], device=x0.device)
         final_logits = torch.empty((x0.shape[0], ctx.model.num_classes), device=x0.device)
         for _ in range(self.steps):
-            sub = _select(ctx, active)
+            sub = ctx.select(active)
             _, grad, logits = self.gradient(sub, sub.x + delta[active], sub.y)
             fooled = self.is_adversarial(logits, sub.y)
             final_logits[active[fooled]] = logits[fooled]
@@ -96,12 +96,12 @@ class PGD(Attack):
             active, grad = active[keep], grad[keep]
             if active.numel() == 0:
                 break
-            sub = _select(ctx, active)
+            sub = ctx.select(active)
             step = alpha[active] if alpha.shape[0] > 1 else alpha
             delta[active] = self.clip(sub, sub.x, delta[active] + step * self.steepest_step(grad), sub.eps)
         if active.numel():
             with torch.no_grad():
-                final_logits[active] = self.logits(_select(ctx, active), x0[active] + delta[active])
+                final_logits[active] = self.logits(ctx.select(active), x0[active] + delta[active])
         return x0 + delta, final_logits
 
     def _linf_steps(
@@ -122,20 +122,3 @@ class PGD(Attack):
             adv = torch.clamp(adv + alpha * grad.sign(), low, high)
         with torch.no_grad():
             return adv, self.logits(ctx, adv)
-
-
-def _select(ctx: BatchContext, index: torch.Tensor) -> BatchContext:
-    """The same batch restricted to rows ``index`` (mask and init follow; counters are shared)."""
-    mask = ctx.mask
-    if mask is not None and mask.shape[0] > 1:
-        mask = mask[index]
-    return BatchContext(
-        model=ctx.model,
-        x=ctx.x[index],
-        y=ctx.y[index],
-        eps=ctx.eps[index],
-        mask=mask,
-        init=None if ctx.init is None else ctx.init[index],
-        generator=ctx.generator,
-        counter=ctx.counter,
-    )

@@ -32,7 +32,6 @@ import torch
 
 from trustlab.core.exceptions import InputError
 from trustlab.robustness.attacks.base import Attack, BatchContext
-from trustlab.robustness.attacks.pgd import _select
 
 SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # halvings, on a 10,000-query scale
 
@@ -91,7 +90,7 @@ class Square(Attack):
             active = torch.nonzero(~adv).squeeze(1)
             if active.numel() == 0:
                 break
-            sub = _select(ctx, active)
+            sub = ctx.select(active)
             current = delta[active]
             m = active.numel()
             p = square_fraction(self.p_init, iteration, self.queries)
@@ -115,7 +114,7 @@ class Square(Attack):
             ask = torch.nonzero(~unchanged).squeeze(1)
             if ask.numel() == 0:
                 continue
-            asked = _select(sub, ask)
+            asked = sub.select(ask)
             with torch.no_grad():
                 new_logits = self.logits(asked, asked.x + proposal[ask])
             new_loss = self.objective(new_logits, asked.y)

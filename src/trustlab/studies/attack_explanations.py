@@ -30,6 +30,7 @@ class AttackExplanationResult(Result):
     kind = "attack_explanations"
     dataset: str
     attack: str
+    attack_name: str
     eps: float
     method: str
     class_names: tuple[str, ...]
@@ -85,6 +86,7 @@ def explain_attack(
     return AttackExplanationResult(
         dataset=dataset,
         attack=repr(attack),
+        attack_name=attack.name,
         eps=float(eps),
         method=method,
         class_names=tuple(model.class_names),

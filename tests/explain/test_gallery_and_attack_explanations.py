@@ -4,13 +4,14 @@ import pytest
 import torch
 
 import trustlab.explain.views  # noqa: F401  (registers the sections)
+import trustlab.studies.views  # noqa: F401
 from trustlab.core.results import Result
 from trustlab.core.views import render_sections
 from trustlab.data import load_dataset
-from trustlab.explain.adversarial import explain_attack
 from trustlab.explain.gallery import attribution_gallery
 from trustlab.models import load_reference_model
 from trustlab.robustness.attacks import FGSM
+from trustlab.studies.attack_explanations import explain_attack
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Audits that chain the capabilities' checks on one model."""

@@ -1,0 +1,5 @@
+"""``python -m trustlab.cli``."""
+
+from trustlab.cli import main
+
+main()

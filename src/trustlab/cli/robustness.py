@@ -1,0 +1,76 @@
+"""``trustlab robustness``: how small a perturbation flips each prediction."""
+
+from __future__ import annotations
+
+import click
+
+from trustlab.cli.options import (
+    batch_size_option,
+    data_dir_option,
+    echo_and_report,
+    limit_option,
+    model_and_data_options,
+    new_run,
+    open_data,
+    open_model,
+    out_option,
+)
+
+
+@click.command()
+@model_and_data_options
+@click.option(
+    "--attack", "attack_name", type=click.Choice(["fgsm", "pgd", "apgd", "fmn", "square"]), default="fgsm",
+    show_default=True,
+)  # fmt: skip
+@click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
+@click.option(
+    "--search/--no-search",
+    default=True,
+    show_default=True,
+    help="per-example minimal-eps search with per-class profile",
+)
+@click.option("--eps-max", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True)
+@click.option(
+    "--tol", type=click.FloatRange(min=0, min_open=True), default=1 / 512, show_default=True,
+    help="resolution of the minimal eps",
+)  # fmt: skip
+@click.option(
+    "--eps", "fixed_eps", type=click.FloatRange(min=0), multiple=True,
+    help="also attack at this fixed budget (repeatable): robust accuracy table",
+)  # fmt: skip
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="iterations (pgd, apgd, fmn)")
+@click.option("--step-size", type=click.FloatRange(min=0, min_open=True), default=None, help="pgd step size")
+@click.option("--restarts", type=click.IntRange(min=1), default=None, help="random restarts (pgd, apgd)")
+@click.option("--queries", type=click.IntRange(min=1), default=None, help="query budget (square)")
+@click.option("--regions", is_flag=True, help="also compare object vs background perturbation (Grad-CAM)")
+@click.option(
+    "--quantile", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.5, show_default=True,
+    help="Grad-CAM quantile splitting object from background",
+)  # fmt: skip
+@limit_option
+@batch_size_option
+@out_option("runs/robustness", "run directory (re-running resumes an interrupted search)")
+@data_dir_option
+def robustness(
+    model, dataset, split, arch, allow_pickle, attack_name, norm, search, eps_max, tol, fixed_eps, steps, step_size,
+    restarts, queries, regions, quantile, limit, batch_size, out, data_dir,
+) -> None:  # fmt: skip
+    """How small a perturbation flips each prediction: minimal eps per example and per class."""
+    from trustlab.models.checks import run_accuracy
+    from trustlab.robustness.checks import build_attack, run_robustness
+
+    data = open_data(dataset, split, data_dir, limit=limit)
+    classifier, source = open_model(model, arch, allow_pickle, data.input_shape, batch_size)
+    options = {"norm": norm, "steps": steps, "step_size": step_size, "restarts": restarts, "queries": queries}
+    attack = build_attack(attack_name, options)
+    run = new_run(out)
+    run_accuracy(run, classifier, data, source=source, batch_size=batch_size)
+    results = run_robustness(
+        run, classifier, data, attack, search=search, eps_max=eps_max, tol=tol, fixed_eps=fixed_eps, regions=regions,
+        quantile=quantile,
+    )  # fmt: skip
+    echo_and_report(run, results)
+
+
+COMMANDS = (robustness,)

@@ -1,0 +1,35 @@
+"""Explanation checks written into a run directory: an attribution gallery, feature
+visualisation and tabular LIME/SHAP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from trustlab.explain.featurevis import FeatureVisResult, activation_maximisation
+from trustlab.explain.gallery import DEFAULT_METHODS, AttributionGalleryResult, attribution_gallery
+from trustlab.models.classifier import Classifier
+
+
+def run_attributions(
+    run: Any, classifier: Classifier, data: Any, *, methods: Sequence[str] = DEFAULT_METHODS
+) -> AttributionGalleryResult:
+    """Maps of every method in ``methods`` on ``data`` (a few images), timed, with compactness and deletion AUC."""
+    gallery = attribution_gallery(classifier, data.x, data.y, methods=methods, dataset=data.name)
+    return run.add(f"attributions-{data.name}", gallery)
+
+
+def run_feature_visualisation(run: Any, classifier: Classifier, *, steps: int = 400, seed: int = 0) -> FeatureVisResult:
+    """One optimised input per class and the probability the model gives it."""
+    return run.add("feature-visualisation", activation_maximisation(classifier, steps=steps, seed=seed))
+
+
+def run_tabular_explanations(
+    run: Any, train: Any, test: Any, *, kind: str = "gradient_boosting", rows: Any = None, seed: int = 0
+) -> Any:
+    """Correlations, a tabular model fitted on ``train``, LIME and SHAP for chosen ``test`` rows,
+    global SHAP importance and the two methods' rank agreement."""
+    from trustlab.explain.tabular import tabular_explanations
+
+    run.describe_data(train)
+    return run.add(f"tabular-{train.name}", tabular_explanations(train, test, kind=kind, rows=rows, seed=seed))

@@ -1,0 +1,92 @@
+"""Reliability-alarm checks: fit detectors on the training data, calibrate them on one half of a
+held-out split, measure false alarms on the other half and detection on OOD sets (a run
+directory's alarm result); or fit one guard for deployment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trustlab.core.exceptions import InputError
+from trustlab.data.ood_sets import MNIST_SHAPE, ood_suite
+from trustlab.models.classifier import Classifier
+from trustlab.ood.calibration import split_holdout
+from trustlab.ood.evaluate import ALL_DETECTORS, POSTHOC, AlarmResult, build_detectors, evaluate_alarm, parse_detector
+from trustlab.ood.guard import GuardedClassifier
+
+
+def holdout_halves(holdout: Any, *, seed: int = 0) -> tuple[Any, Any]:
+    """Two disjoint, seeded halves of a held-out split: calibration, then evaluation."""
+    first, second = split_holdout(len(holdout), seed=seed)
+    return holdout.subset(first), holdout.subset(second)
+
+
+def default_detectors(classifier: Classifier) -> tuple[str, ...]:
+    """Every detector for MNIST-like images (1 x 28 x 28, which the shipped generative detectors
+    learned); the post-hoc ones, which read the classifier, for anything else."""
+    return ALL_DETECTORS if tuple(classifier.input_shape) == MNIST_SHAPE else POSTHOC
+
+
+def run_alarm(
+    run: Any,
+    classifier: Classifier,
+    train: Any,
+    calibration: Any,
+    evaluation: Any,
+    *,
+    detectors: list[str] | tuple[str, ...] | None = None,
+    alpha: float = 0.05,
+    pretrained: bool = True,
+    include: list[str] | None = None,
+    limit: int | None = None,
+    data_dir: Any = None,
+    seed: int = 0,
+    notmnist_split: str = "test",
+    extra_sets: dict[str, Any] | None = None,
+) -> AlarmResult:
+    """Fit, calibrate and evaluate ``detectors`` (default: :func:`default_detectors`) into ``run``.
+    The built-in OOD suite is used for 1 x 28 x 28 inputs; ``extra_sets`` are the user's own."""
+    detectors = list(detectors or default_detectors(classifier))
+    for spec in detectors:
+        parse_detector(spec)  # a typo fails before anything is fitted
+    sets = {}
+    if tuple(evaluation.input_shape) == MNIST_SHAPE:
+        sets = ood_suite(
+            evaluation.x, n=limit, root=data_dir, seed=seed, include=include, notmnist_split=notmnist_split
+        )
+    elif not extra_sets:
+        raise InputError(
+            f"the built-in OOD sets are 1 x 28 x 28 images and this data is {tuple(evaluation.input_shape)}: "
+            "pass your own out-of-distribution inputs with --ood-file"
+        )
+    sets.update(extra_sets or {})
+    key = f"alarm-{evaluation.name}"
+    with run.timed(key):
+        fitted = build_detectors(detectors, classifier=classifier, train=train, pretrained=pretrained)
+        result = evaluate_alarm(
+            fitted,
+            calibration=calibration,
+            evaluation=evaluation,
+            ood_sets=sets,
+            alpha=alpha,
+            dataset=f"{evaluation.name}/{evaluation.split} (held out)",
+            train_dataset=f"{train.name}/{train.split}",
+        )
+    return run.add(key, result)
+
+
+def fit_guard(
+    classifier: Classifier,
+    train: Any,
+    calibration: Any,
+    evaluation: Any,
+    *,
+    detector: str = "vae:recon",
+    alpha: float = 0.05,
+    pretrained: bool = True,
+) -> tuple[GuardedClassifier, float]:
+    """A guarded classifier: ``detector`` fitted on ``train``, thresholded at ``alpha`` on
+    ``calibration``; also returns its realised false-alarm rate on ``evaluation``."""
+    fitted = build_detectors([detector], classifier=classifier, train=train, pretrained=pretrained)[detector.strip()]
+    guard = GuardedClassifier.calibrate(classifier, fitted.detector, calibration, alpha=alpha)
+    realised = guard.predict(evaluation.x).alarms.double().mean().item()
+    return guard, realised

@@ -1,0 +1,94 @@
+"""Robustness checks on a model and data, written into a run directory: the minimal-eps search
+with its per-class profile, robust accuracy at fixed budgets, and object vs background."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from trustlab.core.exceptions import InputError
+from trustlab.core.results import Result
+from trustlab.models.classifier import Classifier
+from trustlab.robustness.attacks import ATTACKS, Attack, make_attack
+from trustlab.robustness.evaluate import robust_accuracy
+from trustlab.robustness.profile import robustness_result
+from trustlab.robustness.regions import region_result, region_search
+from trustlab.robustness.search import minimal_eps
+
+
+def build_attack(name: str, options: dict[str, Any]) -> Attack:
+    """Attack ``name`` with the options that are not None, refusing options it does not take
+    (named as command-line flags, since that is where they come from)."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if name in ATTACKS:
+        accepted = inspect.signature(ATTACKS[name]).parameters
+        unknown = sorted(k for k in given if k not in accepted)
+        if unknown:
+            raise InputError(f"attack {name} does not take {', '.join('--' + k.replace('_', '-') for k in unknown)}")
+    return make_attack(name, **given)
+
+
+def run_robustness(
+    run: Any,
+    classifier: Classifier,
+    data: Any,
+    attack: Attack,
+    *,
+    search: bool = True,
+    eps_max: float = 0.5,
+    tol: float = 1 / 512,
+    fixed_eps: tuple[float, ...] = (),
+    regions: bool = False,
+    quantile: float = 0.5,
+) -> list[Result]:
+    """Run the requested robustness checks into ``run`` and return their results; the minimal-eps
+    search resumes from its last completed batch."""
+    if not search and not fixed_eps and not regions:
+        raise InputError("nothing to do: use --search (default), --eps BUDGET or --regions")
+    results: list[Result] = []
+    where = f"{attack.name}-{data.name}-{data.split}"
+    if search:
+        key = f"robustness-{where}"
+        fingerprint = {
+            "model": classifier.weights_sha256(),
+            "data": data.sha256,
+            "n": len(data),
+            "batch_size": classifier.batch_size,
+            "attack": repr(attack),
+            "eps_max": eps_max,
+            "tol": tol,
+        }
+        checkpoint = run.checkpoint(key, fingerprint)
+        with run.timed(key):
+            found = minimal_eps(classifier, data.x, data.y, attack, eps_max=eps_max, tol=tol, checkpoint=checkpoint)
+        profile = robustness_result(
+            found, data.class_names, dataset=data.name, split=data.split, attack_name=attack.name
+        )
+        results.append(run.add(key, profile))
+        checkpoint.clear()
+    if fixed_eps:
+        key = f"robust-accuracy-{where}"
+        with run.timed(key):
+            budgets = robust_accuracy(
+                classifier, data.x, data.y, attack, sorted(fixed_eps), dataset=data.name, split=data.split
+            )
+        results.append(run.add(key, budgets))
+    if regions:
+        key = f"regions-{where}"
+        with run.timed(key):
+            searches, _ = region_search(classifier, data.x, data.y, attack, quantile=quantile, eps_max=eps_max, tol=tol)
+        split = region_result(searches, data.class_names, quantile=quantile, dataset=data.name, split=data.split)
+        results.append(run.add(key, split))
+    return results
+
+
+def training_attack(kind: str | None, steps: int = 7) -> Attack | None:
+    """The attack of an adversarial training recipe: ``"pgd"`` (Madry et al., PGD with ``steps``)
+    or ``"fgsm-rs"`` (Wong et al., FGSM from a random start with a 1.25 eps step); None: natural."""
+    if kind is None:
+        return None
+    if kind == "pgd":
+        return make_attack("pgd", steps=steps)
+    if kind == "fgsm-rs":
+        return make_attack("fgsm", random_start=True, step_scale=1.25)
+    raise InputError(f"adversarial training recipe must be pgd or fgsm-rs, got {kind!r}")
