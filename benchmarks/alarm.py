@@ -112,13 +112,17 @@ def detection(args, classifier, train, calibration, evaluation) -> tuple[dict, s
         "### AUROC\n\n"
         + _markdown_table(
             ["detector", *result.sets],
-            [[d] + [f"{result.metrics[d][s]['auroc']:.4f}" for s in result.sets] for d in result.detectors],
+            [[d] + [f"{result.metrics[d][s].auroc:.4f}" for s in result.sets] for d in result.detectors],
         )
     )
     for s in result.sets:
         rows = [
             [d]
-            + [f"{100 * v:.2f}%" if pct else f"{v:.4f}" for key, _, pct in METRICS for v in [result.metrics[d][s][key]]]
+            + [
+                f"{100 * v:.2f}%" if pct else f"{v:.4f}"
+                for key, _, pct in METRICS
+                for v in [getattr(result.metrics[d][s], key)]
+            ]
             for d in result.detectors
         ]
         parts.append(

@@ -22,6 +22,25 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``trustlab demo`` run once per session (about 20 s): its run directory and what it printed."""
+    import contextlib
+    import io
+
+    from trustlab.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "run"
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setenv("TRUSTLAB_OFFLINE", "1")
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        with pytest.raises(SystemExit) as info:
+            main(["--quiet", "demo", "--out", str(out)])
+    assert info.value.code == 0, printed.getvalue()
+    return out, printed.getvalue()
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op thread for a test module: on a loaded 2-core machine, two spinning threads

@@ -35,15 +35,15 @@ def test_datasets_lists_availability(capsys, tmp_path):
     assert f"data directory: {tmp_path} (from argument)" in out
 
 
-def test_demo_writes_a_report(capsys, tmp_path):
-    code, out, err = run_cli(capsys, "demo", "--out", tmp_path / "demo")
-    assert code == 0, err
-    html = (tmp_path / "demo" / "report.html").read_text()
+def test_demo_writes_a_report(demo_run):
+    run, out = demo_run
+    assert f"report written to {run / 'report.html'}" in out and "median minimal eps" in out
+    html = (run / "report.html").read_text()
     assert "Accuracy (mnist/sample)" in html and "Model card" in html and "Training" in html
-    results = json.loads((tmp_path / "demo" / "results.json").read_text())["results"]
+    results = json.loads((run / "results.json").read_text())["results"]
     assert results["accuracy-mnist-sample"]["accuracy"] >= 0.97
     assert "Reliability alarm" in html and results["alarm-mnist"]["sets"][0] == "notmnist"
-    assert not (tmp_path / "demo" / "checkpoints").exists()
+    assert not (run / "checkpoints").exists()
 
 
 def test_unknown_dataset(capsys, tmp_path):

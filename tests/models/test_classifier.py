@@ -135,3 +135,13 @@ def test_with_module_keeps_the_contract(tiny_cnn):
     other = tiny_cnn.with_module(copy.deepcopy(tiny_cnn.module))
     assert other.describe() == tiny_cnn.describe() and other.batch_size == tiny_cnn.batch_size
     assert other.module is not tiny_cnn.module
+
+
+def test_copy_is_independent_of_the_original(tiny_cnn):
+    x = torch.rand(3, 1, 28, 28)
+    copy = tiny_cnn.copy()
+    assert torch.equal(copy.logits(x), tiny_cnn.logits(x)) and copy.module is not tiny_cnn.module
+    with torch.no_grad():
+        next(copy.module.parameters()).add_(1.0)
+    assert not torch.equal(copy.logits(x), tiny_cnn.logits(x))  # the user's model is untouched
+    assert copy.class_names == tiny_cnn.class_names and copy.batch_size == tiny_cnn.batch_size

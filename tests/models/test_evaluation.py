@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from trustlab.core.exceptions import InputError
+from trustlab.core.stats import wilson_interval
 from trustlab.data import load_dataset
 from trustlab.models import load_reference_model
-from trustlab.models.evaluation import accuracy_from_predictions, evaluate, wilson_interval
+from trustlab.models.evaluation import accuracy_from_predictions, evaluate
 
 
 def test_accuracy_by_hand():

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -108,9 +105,3 @@ def test_errors():
         fit_tabular_model(np.zeros((4, 3)))
     with pytest.raises(InputError, match="test has no examples"):
         model_quality(_ProbabilityOnly(), train.subset([]))
-
-
-def test_models_do_not_import_explain():
-    code = "import sys, trustlab.models.tabular; print(any(m.startswith('trustlab.explain') for m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
-    assert out.stdout.strip() == "False"

@@ -33,3 +33,12 @@ def test_four_cells_with_intervals_and_a_report_section():
     assert Result.from_json(result.to_json()) == result
     (section,) = render_sections({"study": result})
     assert section.figures[0].png.startswith(b"\x89PNG")
+    # the table shows the result's own means and intervals, cell by cell
+    rows = {row[0]: row[1:] for row in section.tables[0].rows}
+    for metric, description in result.metric_descriptions.items():
+        expected = []
+        for model in result.models:
+            for kind in result.inputs:
+                low, high = result.intervals[metric][model][kind]
+                expected.append(f"{result.means[metric][model][kind]:.3f} ({low:.3f}-{high:.3f})")
+        assert rows[description] == expected

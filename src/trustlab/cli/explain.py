@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trustlab.cli.options import (
+    batch_size_option,
     data_dir_option,
     echo_and_report,
     limit_option,
@@ -17,9 +18,9 @@ from trustlab.cli.options import (
 )
 
 
-def _model_and_data(model, dataset, split, arch, allow_pickle, data_dir, limit, out):
+def _model_and_data(model, dataset, split, arch, allow_pickle, data_dir, limit, batch_size, out):
     data = open_data(dataset, split, data_dir, limit=limit)
-    classifier, source = open_model(model, arch, allow_pickle, data.input_shape, 256)
+    classifier, source = open_model(model, arch, allow_pickle, data.input_shape, batch_size)
     run = new_run(out)
     run.describe_model(classifier, source=source)
     run.describe_data(data)
@@ -40,13 +41,14 @@ def explain() -> None:
     help="comma-separated methods (also: saliency_abs, guided_gradcam, lime, kernelshap)",
 )
 @click.option("--n", "count", type=click.IntRange(min=1, max=64), default=8, show_default=True, help="images")
+@batch_size_option
 @out_option("runs/explain")
 @data_dir_option
-def explain_images(model, dataset, split, arch, allow_pickle, methods, count, out, data_dir) -> None:
+def explain_images(model, dataset, split, arch, allow_pickle, methods, count, batch_size, out, data_dir) -> None:
     """Attribution maps of several methods on the first N images, with compactness and deletion AUC."""
     from trustlab.explain.checks import run_attributions
 
-    classifier, data, run = _model_and_data(model, dataset, split, arch, allow_pickle, data_dir, count, out)
+    classifier, data, run = _model_and_data(model, dataset, split, arch, allow_pickle, data_dir, count, batch_size, out)
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     echo_and_report(run, [run_attributions(run, classifier, data, methods=chosen)])
 
@@ -83,8 +85,9 @@ def explain_tabular(dataset, kind, rows, seed, out, data_dir) -> None:
 @click.option("--input-shape", default="1,28,28", show_default=True, help="C,H,W when the file does not say")
 @click.option("--steps", type=click.IntRange(min=1), default=400, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@batch_size_option
 @out_option("runs/featurevis")
-def explain_featurevis(model, arch, allow_pickle, input_shape, steps, seed, out) -> None:
+def explain_featurevis(model, arch, allow_pickle, input_shape, steps, seed, batch_size, out) -> None:
     """One optimised image per class (activation maximisation) and the probability it gets."""
     from trustlab.core.exceptions import InputError
     from trustlab.explain.checks import run_feature_visualisation
@@ -93,7 +96,7 @@ def explain_featurevis(model, arch, allow_pickle, input_shape, steps, seed, out)
         shape = tuple(int(s) for s in input_shape.split(","))
     except ValueError:
         raise InputError(f"--input-shape must be C,H,W, got {input_shape!r}") from None
-    classifier, source = open_model(model, arch, allow_pickle, shape, 256)
+    classifier, source = open_model(model, arch, allow_pickle, shape, batch_size)
     run = new_run(out, seed=seed)
     run.describe_model(classifier, source=source)
     echo_and_report(run, [run_feature_visualisation(run, classifier, steps=steps, seed=seed)])
@@ -105,14 +108,17 @@ def explain_featurevis(model, arch, allow_pickle, input_shape, steps, seed, out)
 @click.option("--eps", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
 @click.option("--method", default="saliency", show_default=True, help="attribution method for the maps")
 @limit_option
+@batch_size_option
 @out_option("runs/explain-attack")
 @data_dir_option
-def explain_attack(model, dataset, split, arch, allow_pickle, attack_name, eps, method, limit, out, data_dir) -> None:
+def explain_attack(
+    model, dataset, split, arch, allow_pickle, attack_name, eps, method, limit, batch_size, out, data_dir
+) -> None:
     """Maps before and after an attack, and per-class recall before and after."""
     from trustlab.robustness.attacks import make_attack
     from trustlab.studies.checks import run_attack_explanations
 
-    classifier, data, run = _model_and_data(model, dataset, split, arch, allow_pickle, data_dir, limit, out)
+    classifier, data, run = _model_and_data(model, dataset, split, arch, allow_pickle, data_dir, limit, batch_size, out)
     result = run_attack_explanations(run, classifier, data, attack=make_attack(attack_name), eps=eps, method=method)
     echo_and_report(run, [result])
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from trustlab.cli.options import data_dir_option, echo_and_report, new_run, open_data, open_model, out_option
+from trustlab.cli.options import (
+    batch_size_option,
+    data_dir_option,
+    echo_and_report,
+    new_run,
+    open_data,
+    open_model,
+    out_option,
+)
 
 
 @click.group("study")
@@ -21,15 +29,16 @@ def study() -> None:
 @click.option("--eps", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
 @click.option("--method", default="saliency", show_default=True, help="attribution method")
 @click.option("--seed", type=int, default=0, show_default=True)
+@batch_size_option
 @out_option("runs/robust-vs-natural")
 @data_dir_option
-def robust_vs_natural(natural, robust, dataset, split, limit, eps, method, seed, out, data_dir) -> None:
+def robust_vs_natural(natural, robust, dataset, split, limit, eps, method, seed, batch_size, out, data_dir) -> None:
     """Saliency of a natural and a robust model on clean and PGD inputs: alignment, compactness, deletion."""
     from trustlab.studies.checks import run_robust_vs_natural
 
     data = open_data(dataset, split, data_dir, limit=limit)
-    first, _ = open_model(natural, None, False, data.input_shape, 256)
-    second, _ = open_model(robust, None, False, data.input_shape, 256)
+    first, _ = open_model(natural, None, False, data.input_shape, batch_size)
+    second, _ = open_model(robust, None, False, data.input_shape, batch_size)
     run = new_run(out, seed=seed)
     result = run_robust_vs_natural(run, first, second, data, eps=eps, method=method, seed=seed)
     echo_and_report(run, [result])

@@ -15,10 +15,8 @@ import numpy as np
 import torch
 
 from trustlab.core.exceptions import InputError
+from trustlab.core.validate import batch_of
 
-ERR_TENSOR = "{name} must be a torch tensor or numpy array, got {got}"
-ERR_FINITE = "{name} contain {count} NaN or infinite values"
-ERR_NDIM = "{name} must have shape {expected}, got shape {got}"
 ERR_PAIR = "maps to compare must have the same shape, got {a} and {b}"
 ERR_RANKS = "v must be a torch tensor of shape (N, F), got {got}"
 
@@ -84,25 +82,9 @@ def spearman(a: Any, b: Any) -> torch.Tensor:
     return pearson(average_ranks(a), average_ranks(b))
 
 
-def _rows(value: Any, name: str) -> torch.Tensor:
-    """A finite batch (N, ...) as a tensor, integers converted to float32 (then float64 by the caller)."""
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
-    if not isinstance(value, torch.Tensor):
-        raise InputError(ERR_TENSOR.format(name=name, got=type(value).__name__))
-    if not torch.is_floating_point(value):
-        value = value.to(torch.float32)
-    bad = int((~torch.isfinite(value)).sum())
-    if bad:
-        raise InputError(ERR_FINITE.format(name=name, count=bad))
-    if value.ndim < 2:
-        raise InputError(ERR_NDIM.format(name=name, expected="(N, ...)", got=tuple(value.shape)))
-    return value
-
-
 def _pair(a: Any, b: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Two batches of maps flattened to (N, F) in float64, on ``a``'s device."""
-    a, b = _rows(a, "a"), _rows(b, "b")
+    a, b = batch_of(a, "a"), batch_of(b, "b")
     if a.shape[0] != b.shape[0] or a[0].numel() != b[0].numel():
         raise InputError(ERR_PAIR.format(a=tuple(a.shape), b=tuple(b.shape)))
     return a.flatten(1).double(), b.flatten(1).double().to(a.device)
@@ -111,3 +93,13 @@ def _pair(a: Any, b: Any) -> tuple[torch.Tensor, torch.Tensor]:
 def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """``num / den`` with 0 where ``den`` is 0 (a constant row)."""
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion (well-behaved near 0 and 1)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))

@@ -17,6 +17,7 @@ ERR_SHAPE = "{name} have shape {got}, but (N, {expected}) is expected"
 ERR_NAN = "{name} contain {count} NaN or infinite values"
 ERR_BOUNDS = "{name} must lie in the input bounds [{low:g}, {high:g}], found values in [{min:.4g}, {max:.4g}]"
 ERR_POSITIVE_INT = "{name} must be a positive integer, got {got!r}"
+ERR_NDIM = "{name} must have shape {expected}, got shape {got}"
 ERR_CLASSES = "{name} must be {count} class indices in 0..{high} (integers), got {got}"
 
 
@@ -35,6 +36,25 @@ def as_tensor(x: Any, name: str) -> torch.Tensor:
     return x
 
 
+def finite_tensor(x: Any, name: str) -> torch.Tensor:
+    """``x`` (tensor or array) as a floating-point tensor with no NaN or infinite value."""
+    x = as_tensor(x, name)
+    if not torch.is_floating_point(x):
+        x = x.to(torch.float32)
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise InputError(ERR_NAN.format(name=name, count=bad))
+    return x
+
+
+def batch_of(x: Any, name: str) -> torch.Tensor:
+    """A finite batch: at least two dimensions, (N, ...)."""
+    x = finite_tensor(x, name)
+    if x.ndim < 2:
+        raise InputError(ERR_NDIM.format(name=name, expected="(N, ...)", got=tuple(x.shape)))
+    return x
+
+
 def validate_inputs(
     x: Any, input_shape: tuple[int, ...], bounds: tuple[float, float] | None, *, name: str = "inputs"
 ) -> torch.Tensor:
@@ -43,11 +63,7 @@ def validate_inputs(
     x = as_tensor(x, name)
     if tuple(x.shape[1:]) != tuple(input_shape) or x.ndim != len(input_shape) + 1:
         raise InputError(ERR_SHAPE.format(name=name, expected=", ".join(map(str, input_shape)), got=tuple(x.shape)))
-    if not torch.is_floating_point(x):
-        x = x.to(torch.float32)
-    bad = (~torch.isfinite(x)).sum().item()
-    if bad:
-        raise InputError(ERR_NAN.format(name=name, count=bad))
+    x = finite_tensor(x, name)
     if bounds is not None and x.numel():
         low, high = bounds
         lo, hi = x.min().item(), x.max().item()

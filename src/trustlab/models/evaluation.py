@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 from trustlab.core.batching import BatchCheckpoint, run_batches
 from trustlab.core.exceptions import InputError
 from trustlab.core.results import Result
+from trustlab.core.stats import wilson_interval
 from trustlab.data.dataset import Dataset
 from trustlab.models.classifier import Classifier
 
@@ -76,16 +76,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_jsonable(v) for v in value)
     return value
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion (well-behaved near 0 and 1)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def accuracy_from_predictions(

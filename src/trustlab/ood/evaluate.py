@@ -19,8 +19,8 @@ import torch
 from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
 from trustlab.core.results import Record, Result
+from trustlab.core.stats import wilson_interval
 from trustlab.models.classifier import Classifier
-from trustlab.models.evaluation import wilson_interval
 from trustlab.ood.base import Detector, detector_class, make_detector
 from trustlab.ood.calibration import ConformalThreshold
 from trustlab.ood.generative import ComplexityCorrected

@@ -6,33 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from trustlab.core.exceptions import InputError
+from trustlab.core.validate import ERR_NDIM, finite_tensor
 
-ERR_TENSOR = "{name} must be a torch tensor or numpy array, got {got}"
-ERR_NDIM = "{name} must have shape {expected}, got shape {got}"
-ERR_FINITE = "{name} contain {count} NaN or infinite values"
 ERR_MAP_SHAPE = "{name} must have the shape of x {x} or one channel {one}, got shape {got}"
-
-
-def _tensor(value: Any, name: str) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
-    if not isinstance(value, torch.Tensor):
-        raise InputError(ERR_TENSOR.format(name=name, got=type(value).__name__))
-    if not torch.is_floating_point(value):
-        value = value.to(torch.float32)
-    bad = int((~torch.isfinite(value)).sum())
-    if bad:
-        raise InputError(ERR_FINITE.format(name=name, count=bad))
-    return value
 
 
 def _maps(a: Any, *, name: str = "a", images: bool = False) -> torch.Tensor:
     """A batch of maps: (N, ...) with at least one value per example, or (N, C, H, W) for images."""
-    a = _tensor(a, name)
+    a = finite_tensor(a, name)
     if images and a.ndim != 4:
         raise InputError(ERR_NDIM.format(name=name, expected="(N, C, H, W)", got=tuple(a.shape)))
     if a.ndim < 2:

@@ -1,0 +1,178 @@
+"""Views only format: every number a section shows is the result's own field, formatted once.
+
+Sections are rendered from the demo's run directory (one real result of most kinds) and from a
+small robust-accuracy run; the tabular and robust-vs-natural sections are checked the same way
+in their own test modules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trustlab.capabilities import load_views
+from trustlab.core import format as fmt
+from trustlab.core.views import Section, render_sections, summary_lines, view_for
+from trustlab.report.run import read_results
+
+
+def _text(section: Section) -> str:
+    parts = [str(p) for p in section.paragraphs] + [f"{k}: {v}" for k, v in section.facts]
+    parts += [" | ".join(row) for table in section.tables for row in table.rows]
+    return "\n".join(parts)
+
+
+def _rows(section: Section, caption_start: str) -> list[list[str]]:
+    (table,) = [t for t in section.tables if t.caption.startswith(caption_start)]
+    return table.rows
+
+
+def _check_model_card(section, card):
+    assert f"{card.parameters:,}" in _text(section) and card.weights_sha256 in _text(section)
+
+
+def _check_training(section, result):
+    assert ("epochs", str(result.epochs)) in section.facts and ("seed", str(result.seed)) in section.facts
+
+
+def _check_accuracy(section, result):
+    assert f"<b>{fmt.pct(result.accuracy)}</b> of {result.examples:,}" in str(section.paragraphs[0])
+    rows = _rows(section, "Accuracy per class")
+    assert [r[2] for r in rows] == [fmt.pct(a) for a in result.per_class_accuracy]
+
+
+def _check_robustness(section, result):
+    shown = dict(section.facts)["median eps* of attackable examples (95% CI)"]
+    assert shown.startswith(fmt.eps(result.median_eps_star)) and fmt.eps(result.median_interval[0]) in shown
+    rows = _rows(section, "Per-class minimal eps")
+    assert [r[4].split(" (")[0] for r in rows] == [fmt.eps(c.median) for c in result.per_class]
+    assert [int(r[2]) for r in rows] == [c.clean_wrong for c in result.per_class]
+    assert f"median minimal eps {fmt.eps(result.median_eps_star)}" in summary_lines([result])[0]
+
+
+def _check_regions(section, result):
+    assert f"<b>{fmt.pct(result.object_more_fragile)}</b>" in str(section.paragraphs[0])
+    rows = _rows(section, "Per-class comparison")
+    assert [r[3] for r in rows] == [fmt.eps(c.median_object) for c in result.per_class]
+    assert [r[5] for r in rows] == [fmt.pct(c.object_more_fragile) for c in result.per_class]
+
+
+def _check_alarm(section, result):
+    calibration = _rows(section, "Calibration")
+    assert [r[1] for r in calibration] == [f"{result.thresholds[d]:.5g}" for d in result.detectors]
+    auroc = _rows(section, "AUROC")
+    for row, detector in zip(auroc, result.detectors):
+        assert row[1:] == [fmt.number(result.metrics[detector][s].auroc, 4) for s in result.sets]
+    best = result.best()
+    assert f"<b>{best}</b>, AUROC {fmt.number(result.metrics[best][result.focus].auroc, 4)}" in str(
+        section.paragraphs[1]
+    )
+    lines = summary_lines([result])
+    assert (
+        len(lines) == len(result.detectors)
+        and fmt.pct(result.false_alarm_rate[best]) in lines[result.detectors.index(best)]
+    )
+
+
+def _check_attributions(section, result):
+    rows = section.tables[0].rows
+    assert [r[2] for r in rows] == [f"{result.gini[m]:.3f}" for m in result.methods]
+    assert [r[3] for r in rows] == [f"{result.deletion_auc[m]:.3f}" for m in result.methods]
+
+
+def _check_feature_visualisation(section, result):
+    assert f"{min(result.probabilities):.3f}" in str(section.paragraphs[0])
+
+
+def _check_attack_explanations(section, result):
+    rows = section.tables[0].rows
+    assert [r[1] for r in rows] == [fmt.pct(v) for v in result.recall_before]
+    assert [r[2] for r in rows] == [fmt.pct(v) for v in result.recall_after]
+    assert fmt.pct(result.accuracy_after) in str(section.paragraphs[0])
+
+
+def _check_robust_accuracy(section, result):
+    rows = section.tables[0].rows
+    assert [r[1] for r in rows] == [fmt.pct(result.clean_accuracy)] + [fmt.pct(a) for a in result.accuracy]
+
+
+CHECKS = {
+    "model_card": _check_model_card,
+    "training": _check_training,
+    "accuracy": _check_accuracy,
+    "robustness": _check_robustness,
+    "robustness_regions": _check_regions,
+    "alarm": _check_alarm,
+    "attributions": _check_attributions,
+    "feature_visualisation": _check_feature_visualisation,
+    "attack_explanations": _check_attack_explanations,
+    "robust_accuracy": _check_robust_accuracy,
+}
+CHECKED_ELSEWHERE = {"tabular_explanations", "robust_vs_natural"}
+
+
+@pytest.fixture(scope="module")
+def results(demo_run):
+    from trustlab.data import load_dataset
+    from trustlab.models import load_reference_model
+    from trustlab.robustness.attacks import FGSM
+    from trustlab.robustness.evaluate import robust_accuracy
+
+    data = load_dataset("mnist", "sample").subset(slice(0, 40))
+    found = read_results(demo_run[0])
+    found["robust-accuracy"] = robust_accuracy(load_reference_model(), data.x, data.y, FGSM(), [0.05, 0.2])
+    return found
+
+
+def test_every_result_kind_has_a_numbers_check():
+    load_views()
+    from trustlab.core.results import record_type, result_kinds
+
+    kinds = {k for k in result_kinds() if record_type(k).__module__.startswith("trustlab.")}
+    assert kinds == set(CHECKS) | CHECKED_ELSEWHERE
+
+
+@pytest.fixture(scope="module")
+def sections(results):
+    return render_sections(results)  # figures are drawn once for the module
+
+
+def test_every_section_shows_its_results_numbers(results, sections):
+    sections = {s.key: s for s in sections}
+    assert {r.kind for r in results.values()} == set(CHECKS)
+    for name, result in results.items():
+        CHECKS[result.kind](sections[name], result)
+
+
+def test_scorecard_scores_are_the_results_own_figures(results):
+    by_kind = {r.kind: r for r in results.values()}
+    (median,) = view_for("robustness").scores(by_kind["robustness"])
+    assert median.value == by_kind["robustness"].median_eps_star and median.higher_is_better
+    assert median.interval == tuple(by_kind["robustness"].median_interval)
+    (accuracy,) = view_for("accuracy").scores(by_kind["accuracy"])
+    assert accuracy.value == by_kind["accuracy"].accuracy and accuracy.interval == by_kind["accuracy"].accuracy_interval
+    alarm = by_kind["alarm"]
+    auroc, false_alarms = view_for("alarm").scores(alarm)
+    assert auroc.value == alarm.metrics[alarm.best()][alarm.focus].auroc and auroc.higher_is_better
+    assert false_alarms.value == alarm.false_alarm_rate[alarm.best()] and not false_alarms.higher_is_better
+    budgets = view_for("robust_accuracy").scores(by_kind["robust_accuracy"])
+    assert [s.value for s in budgets] == list(by_kind["robust_accuracy"].accuracy)
+    for result in results.values():
+        for score in view_for(result.kind).scores(result):
+            assert score.unit and score.name
+
+
+def test_sections_come_in_view_order(results, sections):
+    keys = [s.key for s in sections]
+    orders = [view_for(results[k].kind).order for k in keys]
+    assert orders == sorted(orders) and keys[0] == "model_card"
+
+
+def test_a_view_fails_loudly_on_a_wrong_field(results):
+    """The checks compare real values: a result with one changed figure no longer passes."""
+    import dataclasses
+
+    accuracy = next(r for r in results.values() if r.kind == "accuracy")
+    changed = dataclasses.replace(accuracy, per_class_accuracy=tuple(torch.zeros(10).tolist()))
+    (section,) = render_sections({"a": changed})
+    with pytest.raises(AssertionError):
+        _check_accuracy(section, accuracy)
