@@ -38,6 +38,7 @@ def test_datasets_lists_availability(capsys, tmp_path):
 def test_demo_writes_a_report(demo_run):
     run, out = demo_run
     assert f"report written to {run / 'report.html'}" in out and "median minimal eps" in out
+    assert "audit plan: profile quick" in out and "trust scorecard:" in out and (run / "scorecard.json").is_file()
     html = (run / "report.html").read_text()
     assert "Accuracy (mnist/sample)" in html and "Model card" in html and "Training" in html
     results = json.loads((run / "results.json").read_text())["results"]

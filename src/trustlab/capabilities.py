@@ -14,8 +14,9 @@ import importlib
 # in dependency order: a capability may use those before it (robustness uses Grad-CAM from
 # explain; studies combine the others), never one after it
 CAPABILITIES = ("explain", "robustness", "ood", "studies")
-# packages whose results appear in reports: the model's own (card, training, accuracy) first
-VIEW_PACKAGES = ("models", *CAPABILITIES)
+# packages whose results appear in reports: the model's own (card, training, accuracy), the
+# capabilities', and the audit's (scorecard, failed checks)
+VIEW_PACKAGES = ("models", *CAPABILITIES, "audit")
 
 
 def load_views() -> None:

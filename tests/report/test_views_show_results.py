@@ -90,6 +90,29 @@ def _check_attack_explanations(section, result):
     assert fmt.pct(result.accuracy_after) in str(section.paragraphs[0])
 
 
+def _check_explanation_sanity(section, result):
+    assert f"<b>{fmt.number(result.randomised_similarity)}</b>" in str(section.paragraphs[0])
+    assert f"<b>{fmt.number(result.deletion_auc)}</b>" in str(section.paragraphs[1])
+    assert [r[1] for r in section.tables[0].rows] == [fmt.number(v) for v in result.similarity]
+
+
+def _check_scorecard(section, card):
+    rows = section.tables[0].rows
+    assert [r[1] for r in rows[: len(card.gates)]] == [g.name for g in card.gates]
+    assert [str(r[4]) for r in rows[: len(card.gates)]] == [
+        f'<span class="verdict {g.verdict}">{g.verdict}</span>' if g.verdict != "n/a" else str(r[4])
+        for g, r in zip(card.gates, rows)
+    ]
+    for row, gate in zip(rows, card.gates):
+        if gate.unit.startswith("share"):
+            assert row[2].startswith(fmt.pct(gate.value))
+        assert row[6] == gate.sentence
+
+
+def _check_failure(section, failure):
+    assert ("error", f"{failure.error}: {failure.message}") in section.facts
+
+
 def _check_robust_accuracy(section, result):
     rows = section.tables[0].rows
     assert [r[1] for r in rows] == [fmt.pct(result.clean_accuracy)] + [fmt.pct(a) for a in result.accuracy]
@@ -106,20 +129,27 @@ CHECKS = {
     "feature_visualisation": _check_feature_visualisation,
     "attack_explanations": _check_attack_explanations,
     "robust_accuracy": _check_robust_accuracy,
+    "explanation_sanity": _check_explanation_sanity,
+    "scorecard": _check_scorecard,
+    "audit.failure": _check_failure,
 }
 CHECKED_ELSEWHERE = {"tabular_explanations", "robust_vs_natural"}
 
 
 @pytest.fixture(scope="module")
 def results(demo_run):
+    from trustlab.audit.plan import CheckFailure
     from trustlab.data import load_dataset
+    from trustlab.explain.featurevis import activation_maximisation
     from trustlab.models import load_reference_model
-    from trustlab.robustness.attacks import FGSM
-    from trustlab.robustness.evaluate import robust_accuracy
+    from trustlab.studies.attack_explanations import explain_attack
 
     data = load_dataset("mnist", "sample").subset(slice(0, 40))
-    found = read_results(demo_run[0])
-    found["robust-accuracy"] = robust_accuracy(load_reference_model(), data.x, data.y, FGSM(), [0.05, 0.2])
+    model = load_reference_model()
+    found = read_results(demo_run[0])  # the demo audit: most kinds, and the scorecard over them
+    found["feature-visualisation"] = activation_maximisation(model, steps=5)
+    found["attack-explanations"] = explain_attack(model, data.x, data.y, eps=0.1, gallery=2)
+    found["failed-regions"] = CheckFailure("regions", "adversarial robustness", "RuntimeError", "boom", False, "x.py:1")
     return found
 
 
@@ -152,9 +182,16 @@ def test_scorecard_scores_are_the_results_own_figures(results):
     assert accuracy.value == by_kind["accuracy"].accuracy and accuracy.interval == by_kind["accuracy"].accuracy_interval
     alarm = by_kind["alarm"]
     auroc, false_alarms = view_for("alarm").scores(alarm)
-    assert auroc.value == alarm.metrics[alarm.best()][alarm.focus].auroc and auroc.higher_is_better
-    assert false_alarms.value == alarm.false_alarm_rate[alarm.best()] and not false_alarms.higher_is_better
+    chosen = alarm.most_reliable()
+    assert auroc.value == alarm.metrics[chosen][alarm.weakest_set(chosen)].auroc and auroc.higher_is_better
+    assert auroc.value == max(min(alarm.metrics[d][s].auroc for s in alarm.sets) for d in alarm.detectors)
+    assert false_alarms.value == alarm.false_alarm_rate[chosen] and not false_alarms.higher_is_better
     budgets = view_for("robust_accuracy").scores(by_kind["robust_accuracy"])
+    # the demo's scorecard judged exactly the scores its checks' views give, value for value
+    scored = [
+        (s.key, s.name, s.value) for r in results.values() if r.kind != "scorecard" for s in view_for(r.kind).scores(r)
+    ]
+    assert sorted((g.key, g.name, g.value) for g in by_kind["scorecard"].gates) == sorted(scored)
     assert [s.value for s in budgets] == list(by_kind["robust_accuracy"].accuracy)
     for result in results.values():
         for score in view_for(result.kind).scores(result):
@@ -164,7 +201,7 @@ def test_scorecard_scores_are_the_results_own_figures(results):
 def test_sections_come_in_view_order(results, sections):
     keys = [s.key for s in sections]
     orders = [view_for(results[k].kind).order for k in keys]
-    assert orders == sorted(orders) and keys[0] == "model_card"
+    assert orders == sorted(orders) and keys[:2] == ["scorecard", "model_card"]
 
 
 def test_a_view_fails_loudly_on_a_wrong_field(results):

@@ -11,7 +11,6 @@ import click
 from trustlab.cli.options import (
     batch_size_option,
     data_dir_option,
-    echo_and_report,
     model_and_data_options,
     new_run,
     open_data,
@@ -160,11 +159,12 @@ def report(run_dir: Path, out: Path | None, title: str) -> None:
 @click.command()
 @out_option("runs/demo", "run directory")
 def demo(out: Path) -> None:
-    """Audit the shipped reference MNIST CNN on the bundled sample and write a report (offline)."""
-    from trustlab.audit.demo import TITLE, run_demo
+    """Audit the shipped reference MNIST CNN on the bundled sample (quick profile, offline)."""
+    from trustlab.audit.demo import SOURCE, TITLE, prepare_demo
+    from trustlab.cli.audit import run_and_report
 
-    run, results = run_demo(out, command=sys.argv)
-    echo_and_report(run, results, title=TITLE)
+    run, ctx, planned = prepare_demo(out, command=sys.argv)
+    run_and_report(run, ctx, planned, source=SOURCE, policy=None, title=TITLE, fail_on="never")
 
 
 COMMANDS = (datasets, train, evaluate, report, demo)

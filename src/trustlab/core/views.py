@@ -20,6 +20,7 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     caption: str = ""
+    foldable: bool = True  # long tables start folded in the report; a headline table stays open
 
 
 @dataclass
@@ -39,15 +40,23 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
 
 
+AXES = ("accuracy", "adversarial robustness", "OOD alarm", "explanation sanity", "backdoor", "fairness")
+
+
 @dataclass(frozen=True)
 class Score:
-    """One headline number for the trust scorecard."""
+    """One headline number for the trust scorecard: which axis it speaks for, the policy key its
+    thresholds are found under, the figure with its unit and interval, which direction is good,
+    and one sentence saying what it means in plain language."""
 
+    axis: str  # one of AXES
+    key: str  # the policy's name for it, e.g. "robustness.median_eps"
     name: str
     value: float | None
     unit: str
     higher_is_better: bool
     interval: tuple[float, float] | None = None
+    sentence: str = ""
 
 
 @dataclass(frozen=True)

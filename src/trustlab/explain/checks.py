@@ -8,6 +8,7 @@ from typing import Any
 
 from trustlab.explain.featurevis import FeatureVisResult, activation_maximisation
 from trustlab.explain.gallery import DEFAULT_METHODS, AttributionGalleryResult, attribution_gallery
+from trustlab.explain.sanity import ExplanationSanityResult, explanation_sanity
 from trustlab.models.classifier import Classifier
 
 
@@ -33,3 +34,11 @@ def run_tabular_explanations(
 
     run.describe_data(train)
     return run.add(f"tabular-{train.name}", tabular_explanations(train, test, kind=kind, rows=rows, seed=seed))
+
+
+def run_explanation_sanity(
+    run: Any, classifier: Classifier, data: Any, *, method: str = "saliency", seed: int = 0
+) -> ExplanationSanityResult:
+    """Randomisation sanity check and deletion faithfulness of ``method`` on ``data`` (a few images)."""
+    result = explanation_sanity(classifier, data.x, data.y, method=method, seed=seed, dataset=data.name)
+    return run.add(f"explanation-sanity-{data.name}", result)

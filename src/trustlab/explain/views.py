@@ -10,7 +10,7 @@ from markupsafe import Markup
 
 from trustlab.core import format as fmt
 from trustlab.core.plots import image_grid_figure, plt, show_image, to_png
-from trustlab.core.views import Figure, Section, Table, register_view
+from trustlab.core.views import Figure, Score, Section, Table, register_view
 from trustlab.explain.attributions import METHODS
 from trustlab.explain.featurevis import FeatureVisResult
 from trustlab.explain.figures import (
@@ -20,6 +20,7 @@ from trustlab.explain.figures import (
     shap_summary_figure,
 )
 from trustlab.explain.gallery import AttributionGalleryResult
+from trustlab.explain.sanity import ExplanationSanityResult
 from trustlab.explain.tabular import TabularExplanationResult
 
 
@@ -247,3 +248,69 @@ def _feature_visualisation_summary(result: FeatureVisResult) -> list[str]:
 register_view(TabularExplanationResult, order=40, section=_tabular_explanations, summary=_tabular_summary)
 register_view(AttributionGalleryResult, order=41, section=_attributions, summary=_attributions_summary)
 register_view(FeatureVisResult, order=42, section=_feature_visualisation, summary=_feature_visualisation_summary)
+
+
+def _sanity(name: str, result: ExplanationSanityResult) -> Section:
+    paragraphs = [
+        Markup(
+            "Randomisation check (Adebayo et al.) on {:,} images: the model's layers are re-initialised from the "
+            "output down and the {} maps recomputed. Once every layer is random the maps correlate "
+            "<b>{}</b> (mean Spearman of |maps|, 95% CI {} to {}) with the originals: near 0, they depend on what "
+            "the model learned; near 1, they would look the same for any weights."
+        ).format(
+            result.examples,
+            result.method,
+            fmt.number(result.randomised_similarity),
+            fmt.number(result.randomised_interval[0]),
+            fmt.number(result.randomised_interval[1]),
+        ),
+        Markup(
+            "Faithfulness: deleting pixels in the order of the {} map gives deletion AUC <b>{}</b> against {} for "
+            "random maps (ratio {}; below 1 the map finds what the model needs sooner than chance)."
+        ).format(
+            result.method,
+            fmt.number(result.deletion_auc),
+            fmt.number(result.random_deletion_auc),
+            fmt.number(result.deletion_ratio, 2),
+        ),
+    ]
+    table = Table(
+        ["layers randomised (output first)", "mean rank correlation with the original maps"],
+        [[", ".join(result.layers[: i + 1]), fmt.number(v)] for i, v in enumerate(result.similarity)],
+        "Cascading randomisation",
+    )
+    facts = [("method", result.method), ("time", fmt.seconds(result.seconds))]
+    return Section(name, f"Explanation sanity ({result.dataset})", paragraphs=paragraphs, facts=facts, tables=[table])
+
+
+def _sanity_summary(result: ExplanationSanityResult) -> list[str]:
+    return [
+        f"{result.method}: rank correlation with a randomised model's maps {fmt.number(result.randomised_similarity)}, "
+        f"deletion AUC {fmt.number(result.deletion_auc)} (random maps {fmt.number(result.random_deletion_auc)})"
+    ]
+
+
+def _sanity_scores(result: ExplanationSanityResult) -> list[Score]:
+    return [
+        Score(
+            "explanation sanity", "explanations.randomised_similarity",
+            f"{result.method} maps vs a randomised model", result.randomised_similarity,
+            "mean Spearman correlation", False, tuple(result.randomised_interval),
+            sentence=(
+                f"{result.method} maps of the trained model and of one with random weights correlate "
+                f"{fmt.number(result.randomised_similarity, 2)} (0: the maps reflect what was learned)."
+            ),
+        ),
+        Score(
+            "explanation sanity", "explanations.deletion_ratio", f"{result.method} deletion AUC / random maps'",
+            result.deletion_ratio, "ratio", False,
+            sentence=(
+                f"removing the pixels {result.method} ranks first lowers the model's confidence "
+                f"{'faster' if result.deletion_ratio < 1 else 'no faster'} than removing random pixels "
+                f"(deletion AUC ratio {fmt.number(result.deletion_ratio, 2)})."
+            ),
+        ),
+    ]  # fmt: skip
+
+
+register_view(ExplanationSanityResult, order=45, section=_sanity, summary=_sanity_summary, scores=_sanity_scores)

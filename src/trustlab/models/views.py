@@ -92,7 +92,21 @@ def _accuracy_summary(result: AccuracyResult) -> list[str]:
 
 
 def _accuracy_scores(result: AccuracyResult) -> list[Score]:
-    return [Score("accuracy", result.accuracy, "share of examples", True, tuple(result.accuracy_interval))]
+    worst = (
+        min((a, c) for a, c in zip(result.per_class_accuracy, result.class_names) if a is not None)
+        if result.examples
+        else (None, "")
+    )
+    sentence = (
+        f"{fmt.pct(result.accuracy)} of the {result.examples:,} examples of {result.dataset}/{result.split} are "
+        f"classified correctly; the weakest class is {worst[1]} ({fmt.pct(worst[0])})."
+    )
+    return [
+        Score(
+            "accuracy", "accuracy", "accuracy", result.accuracy, "share of examples", True,
+            tuple(result.accuracy_interval), sentence,
+        )
+    ]  # fmt: skip
 
 
 register_view(ModelCard, order=0, section=_model_card)

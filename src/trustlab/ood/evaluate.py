@@ -187,6 +187,15 @@ class AlarmResult(Result):
         ood_set = ood_set or self.focus
         return max(self.detectors, key=lambda d: getattr(self.metrics[d][ood_set], metric))
 
+    def weakest_set(self, detector: str) -> str:
+        """The OOD set on which ``detector`` has its lowest AUROC."""
+        return min(self.sets, key=lambda s: self.metrics[detector][s].auroc)
+
+    def most_reliable(self) -> str:
+        """The detector whose worst AUROC over all OOD sets is highest: the one to deploy when the
+        kind of out-of-distribution input is not known in advance."""
+        return max(self.detectors, key=lambda d: self.metrics[d][self.weakest_set(d)].auroc)
+
 
 def _histogram(in_scores: np.ndarray, sets: dict[str, np.ndarray]) -> ScoreHistogram:
     pooled = np.concatenate([in_scores, *sets.values()])

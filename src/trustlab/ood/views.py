@@ -121,19 +121,28 @@ def _alarm_summary(result: AlarmResult) -> list[str]:
 
 
 def _alarm_scores(result: AlarmResult) -> list[Score]:
-    best = result.best()
+    chosen = result.most_reliable()
+    weakest = result.weakest_set(chosen)
+    auroc = result.metrics[chosen][weakest].auroc
+    detected = result.metrics[chosen][weakest].detection_rate
     return [
         Score(
-            f"OOD detection AUROC on {result.focus} ({best})", result.metrics[best][result.focus].auroc, "AUROC", True
+            "OOD alarm", "alarm.worst_auroc", f"worst-set AUROC ({chosen})", auroc, "AUROC", True,
+            sentence=(
+                f"the {chosen} alarm tells every tested OOD set from in-distribution inputs with AUROC at least "
+                f"{fmt.number(auroc, 3)}; its weakest set is {weakest}, of which it flags {fmt.pct(detected)}."
+            ),
         ),
         Score(
-            f"realised false alarms ({best}, target {fmt.pct(result.alpha)})",
-            result.false_alarm_rate[best],
-            "share of in-distribution inputs",
-            False,
-            tuple(result.false_alarm_interval[best]),
+            "OOD alarm", "alarm.false_alarms", f"realised false alarms ({chosen}, target {fmt.pct(result.alpha)})",
+            result.false_alarm_rate[chosen], "share of in-distribution inputs", False,
+            tuple(result.false_alarm_interval[chosen]),
+            sentence=(
+                f"{fmt.pct(result.false_alarm_rate[chosen])} of held-out in-distribution inputs raise the alarm "
+                f"(target {fmt.pct(result.alpha)})."
+            ),
         ),
-    ]
+    ]  # fmt: skip
 
 
 register_view(AlarmResult, order=30, section=_alarm, summary=_alarm_summary, scores=_alarm_scores)

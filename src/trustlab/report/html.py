@@ -20,6 +20,7 @@ from trustlab.core.results import Result
 from trustlab.core.views import render_sections
 from trustlab.report.run import MANIFEST_FILE, REPORT_FILE, read_results
 
+COLLAPSE_AFTER = 12  # tables with more rows start folded (click the caption to open)
 _ENV = Environment(loader=PackageLoader("trustlab.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
 
 
@@ -35,6 +36,7 @@ def render_report(
         sections=sections,
         manifest=manifest or {},
         version=__version__,
+        collapse_after=COLLAPSE_AFTER,
         b64=lambda data: base64.b64encode(data).decode("ascii"),
     )
     return html, figures

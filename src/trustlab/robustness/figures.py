@@ -70,16 +70,28 @@ def robust_accuracy_figure(curves: Sequence[tuple[str, Sequence[float], Sequence
 
 
 def region_figure(class_names: Sequence[str], medians: dict[str, Sequence[float | None]], eps_max: float) -> bytes:
-    """Grouped bars: median eps* per class for each region (censored drawn at eps_max)."""
+    """Grouped bars: median eps* per class for each region. A censored median (more than half of
+    the class not flipped within eps_max) is only known to exceed eps_max: its bar stops at the
+    eps_max line, hatched and marked ">", never drawn as a measured value."""
     regions = list(medians)
     width = 0.8 / len(regions)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(class_names) + 2), 3.2))
     for k, region in enumerate(regions):
-        values = finite_or(np.asarray([np.nan if m is None else m for m in medians[region]], dtype=float), eps_max)
-        ax.bar(np.arange(len(class_names)) + (k - (len(regions) - 1) / 2) * width, values, width, label=region)
+        raw = np.asarray([np.nan if m is None else m for m in medians[region]], dtype=float)
+        positions = np.arange(len(class_names)) + (k - (len(regions) - 1) / 2) * width
+        bars = ax.bar(positions, finite_or(raw, eps_max), width, label=region)
+        for bar, value in zip(bars, raw):
+            if np.isinf(value):
+                bar.set_hatch("//")
+                bar.set_alpha(0.45)
+                ax.annotate(">", (bar.get_x() + bar.get_width() / 2, eps_max), ha="center", va="bottom", fontsize=8)
+    ax.axhline(
+        eps_max, color="#c44e52", linestyle="--", linewidth=1, label=f"eps_max = {eps_max:g} (hatched: censored)"
+    )
+    ax.set_ylim(0, eps_max * 1.12)
     ax.set_xticks(range(len(class_names)), class_names)
     ax.set_xlabel("true class")
-    ax.set_ylabel("median minimal eps (linf, pixel units)")
+    ax.set_ylabel("median minimal eps (linf, input units)")
     ax.set_title("Where is the model fragile? Perturbing one region only")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return to_png(fig)

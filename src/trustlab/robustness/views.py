@@ -102,8 +102,19 @@ def _robustness_summary(result: RobustnessResult) -> list[str]:
 
 
 def _robustness_scores(result: RobustnessResult) -> list[Score]:
-    unit = f"{result.norm} eps, pixel units ({result.attack_name})"
-    return [Score("median minimal eps", result.median_eps_star, unit, True, tuple(result.median_interval))]
+    unit = f"{result.norm} eps (input units)"
+    fragile = result.most_sensitive[0] if result.most_sensitive else "n/a"
+    if result.median_eps_star == float("inf"):
+        flips = f"no change within {result.norm} eps {result.eps_max:g} flips half of the correct predictions"
+    else:
+        flips = f"a change of {fmt.eps(result.median_eps_star)} ({result.norm}) flips half of the correct predictions"
+    sentence = f"{flips} under {result.attack_name}; the most fragile class is {fragile}."
+    return [
+        Score(
+            "adversarial robustness", "robustness.median_eps", f"median minimal eps ({result.attack_name})",
+            result.median_eps_star, unit, True, tuple(result.median_interval), sentence,
+        )
+    ]  # fmt: skip
 
 
 def _regions(name: str, result: RegionResult) -> Section:
@@ -172,11 +183,14 @@ def _robust_accuracy_summary(result: RobustAccuracyResult) -> list[str]:
 
 
 def _robust_accuracy_scores(result: RobustAccuracyResult) -> list[Score]:
-    unit = "share of examples"
     return [
-        Score(f"robust accuracy at {result.norm} eps {e:g} ({result.attack_name})", a, unit, True)
+        Score(
+            "adversarial robustness", "robustness.robust_accuracy",
+            f"robust accuracy at {result.norm} eps {e:g} ({result.attack_name})", a, "share of examples", True,
+            sentence=f"{fmt.pct(a)} of the examples stay correct under {result.attack_name} at eps {e:g}.",
+        )
         for e, a in zip(result.eps, result.accuracy)
-    ]
+    ]  # fmt: skip
 
 
 register_view(RobustnessResult, order=20, section=_robustness, summary=_robustness_summary, scores=_robustness_scores)
