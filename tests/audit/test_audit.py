@@ -25,8 +25,10 @@ def digits():
 
 
 def _audit(out, data, on_step=None):
-    ctx, planned = prepare(load_reference_model(), data, profile="quick")
-    return run_audit(RunDirectory(out), ctx, planned, source="reference model mnist_cnn", on_step=on_step)
+    with pytest.MonkeyPatch.context() as patch:  # module fixtures run before the autouse offline one
+        patch.delenv("TRUSTLAB_DATA", raising=False)  # the bundled notMNIST sample every time
+        ctx, planned = prepare(load_reference_model(), data, profile="quick")
+        return run_audit(RunDirectory(out), ctx, planned, source="reference model mnist_cnn", on_step=on_step)
 
 
 def _without_timings(value):
