@@ -42,10 +42,10 @@ def test_errors():
 def test_default_layer_is_the_rectified_feature_map():
     """At the reference CNN's raw last convolution, the ReLU-ed map is empty for most digits."""
     from trustlab.data import load_dataset
-    from trustlab.explain.attributions import last_conv_layer
+    from trustlab.models.probe import gradcam_layer
 
     model = load_reference_model()
-    assert last_conv_layer(model.module) is model.module.features[4]  # the ReLU after conv2
+    assert gradcam_layer(model) == "features.4"  # the ReLU after conv2
     x = load_dataset("mnist", "sample").x[:50]
     maps = explain(model, x, method="gradcam")
     assert (maps.flatten(1).sum(dim=1) > 0).all()

@@ -94,7 +94,7 @@ def test_feature_layer_is_explicit_when_needed():
     conv_only = Classifier(
         nn.Sequential(nn.Conv2d(1, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()), input_shape=(1, 8, 8)
     )
-    with pytest.raises(InputError, match="no nn.Linear layer; pass layer="):
+    with pytest.raises(InputError, match=r"needs penultimate features: no module .* pass --feature-layer NAME"):
         KNN(conv_only, k=2).fit(torch.rand(5, 1, 8, 8))
 
 

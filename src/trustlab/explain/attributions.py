@@ -10,8 +10,10 @@ Methods (options in brackets, keyword-only):
 * ``saliency``: gradient of the target logit with respect to the input (signed).
 * ``saliency_abs``: its absolute value (Simonyan et al. 2014).
 * ``guided_backprop``: guided backpropagation (Springenberg et al. 2015).
-* ``gradcam``: Grad-CAM (Selvaraju et al. 2017) at a convolutional layer [``layer``, default the
-  last convolution's activations], ReLU-ed and bilinearly upsampled to the input's height and width.
+* ``gradcam``: Grad-CAM (Selvaraju et al. 2017) at a layer with 4-D outputs [``layer``: a module
+  name from ``named_modules``; default :func:`~trustlab.models.probe.gradcam_layer`, the last
+  convolution's activations, found by probing], ReLU-ed and bilinearly upsampled to the input's
+  height and width.
 * ``guided_gradcam``: guided backpropagation times Grad-CAM [``layer``].
 * ``smoothgrad``: mean gradient over noisy copies (Smilkov et al. 2017) [``samples`` = 50,
   ``noise`` = 0.15 of the input range, ``seed`` = 0]. Noisy copies are processed ``batch_size``
@@ -23,6 +25,10 @@ Methods (options in brackets, keyword-only):
 * ``lime`` / ``kernelshap``: LIME (Ribeiro et al. 2016) and Kernel SHAP (Lundberg & Lee 2017)
   over square patches [``patch`` = 4, ``n_samples`` = 300, ``baseline`` = 0.0, ``seed`` = 0];
   each patch's weight is spread over its pixels.
+
+Guided backpropagation (and guided Grad-CAM) modify ``nn.ReLU`` modules' gradients; on a model
+that applies ReLU as a function they would equal saliency, so they refuse such models.
+TorchScript models work through their Python mirror (:func:`~trustlab.models.probe.hookable`).
 
 SmoothGrad and integrated gradients are computed here (seeded noise, chunked paths); the others
 are Captum's implementations.
@@ -43,24 +49,34 @@ from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
 from trustlab.core.validate import positive_int
 from trustlab.models.classifier import Classifier
+from trustlab.models.probe import find_module, gradcam_layer, hookable, relu_usage
 
-ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
+ERR_FUNCTIONAL_RELU = (
+    "{method} needs nn.ReLU modules; this model applies ReLU as a function, where the method "
+    "would silently equal saliency"
+)
+ERR_NO_RELU = "{method} needs nn.ReLU modules; this model has no ReLU, where the method would silently equal saliency"
 
 
-def last_conv_layer(module: nn.Module) -> nn.Module:
-    """Grad-CAM's default layer: the last convolution's feature maps, i.e. the activation module
-    right after the last ``nn.Conv2d`` when there is one, else the convolution itself.
+def gradcam_module(model: Classifier, layer: Any) -> nn.Module:
+    """The module Grad-CAM reads: ``layer`` given by name (a ``named_modules`` name, as
+    :func:`~trustlab.models.probe.gradcam_layer` returns), an ``nn.Module`` of the model (kept for
+    backward compatibility), or None for the probe's default (the last convolution's activations)."""
+    if isinstance(layer, nn.Module):
+        return layer
+    return find_module(model, gradcam_layer(model) if layer is None else layer)
 
-    The rectified maps are what Selvaraju et al. weight. At the raw (pre-activation) output of
-    the reference CNN's last convolution, the ReLU-ed Grad-CAM is zero everywhere for most digits.
-    """
-    modules = list(module.modules())
-    convs = [i for i, m in enumerate(modules) if isinstance(m, nn.Conv2d)]
-    if not convs:
-        raise InputError("Grad-CAM needs a convolutional layer; this model has no nn.Conv2d (pass layer=...)")
-    last = convs[-1]
-    following = modules[last + 1] if last + 1 < len(modules) else None
-    return following if isinstance(following, ACTIVATIONS) else modules[last]
+
+def require_relu_modules(model: Classifier, method: str) -> None:
+    """Guided backpropagation changes the backward pass of ``nn.ReLU`` modules only (Captum hooks
+    them); a ReLU applied as a function keeps its plain gradient, so on a model without ReLU
+    modules the map is exactly saliency. Refuse, rather than return saliency under another name,
+    when one probe pass runs more ReLU operators than ``nn.ReLU`` module calls."""
+    ops, module_calls = relu_usage(model)
+    if ops > module_calls:
+        raise InputError(ERR_FUNCTIONAL_RELU.format(method=method))
+    if ops == 0:
+        raise InputError(ERR_NO_RELU.format(method=method))
 
 
 def _options(method: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +110,7 @@ def explain(
     if x.shape[0] == 0:
         channels = 1 if method == "gradcam" else x.shape[1]
         return torch.zeros((0, channels, *x.shape[2:]))
-    frozen = [p for p in model.module.parameters() if p.requires_grad]
+    frozen = [p for p in model.module.parameters() if p.requires_grad and p.is_leaf]
     for p in frozen:  # no weight gradients: only the input's are needed
         p.requires_grad_(False)
     try:
@@ -142,6 +158,8 @@ def _saliency(model, x, target, size, opts, absolute=False) -> torch.Tensor:
 def _guided_backprop(model, x, target, size, opts) -> torch.Tensor:
     from captum.attr import GuidedBackprop
 
+    model = hookable(model)
+    require_relu_modules(model, "guided_backprop")
     guided = GuidedBackprop(model.as_module())
     return _per_chunk(model, x, target, size, lambda xb, tb: guided.attribute(xb, target=tb))
 
@@ -149,7 +167,8 @@ def _guided_backprop(model, x, target, size, opts) -> torch.Tensor:
 def _gradcam(model, x, target, size, opts) -> torch.Tensor:
     from captum.attr import LayerAttribution, LayerGradCam
 
-    cam = LayerGradCam(model.forward, opts["layer"] or last_conv_layer(model.module))
+    model = hookable(model)
+    cam = LayerGradCam(model.forward, gradcam_module(model, opts["layer"]))
 
     def attribute(xb: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
         coarse = cam.attribute(xb, target=tb, relu_attributions=True)
@@ -161,7 +180,9 @@ def _gradcam(model, x, target, size, opts) -> torch.Tensor:
 def _guided_gradcam(model, x, target, size, opts) -> torch.Tensor:
     from captum.attr import GuidedGradCam
 
-    guided = GuidedGradCam(model.as_module(), opts["layer"] or last_conv_layer(model.module))
+    model = hookable(model)
+    require_relu_modules(model, "guided_gradcam")
+    guided = GuidedGradCam(model.as_module(), gradcam_module(model, opts["layer"]))
     return _per_chunk(model, x, target, size, lambda xb, tb: guided.attribute(xb, target=tb))
 
 

@@ -2,9 +2,15 @@
 
 The trustlab artefact is one ``.safetensors`` file: the weights plus, in its metadata, the
 architecture name, its JSON config and the Classifier description (input shape, bounds,
-normalisation, class names). Also read: TorchScript archives, ``torch.export`` programs,
-plain safetensors or ``torch.save`` state dicts (with ``architecture=``), and, only with
-``allow_pickle=True``, full pickled modules.
+normalisation, class names). Also read: TorchScript archives (mirrored by a Python module tree
+so that forward hooks work, see :mod:`trustlab.models.scripted`), ``torch.export`` programs
+(unflattened: one module per original submodule), ONNX files (extra ``onnx``, see
+:mod:`trustlab.models.onnx_reader`), plain safetensors or ``torch.save`` state dicts (with
+``architecture=``), and, only with ``allow_pickle=True``, full pickled modules.
+
+Only trustlab artefacts record normalisation; for every other format the loaded classifier says
+so (``normalisation_recorded`` is False unless ``mean``/``std`` were given) and
+:func:`normalisation_note` words the note the command line prints.
 
 Pickles are refused before any of their code can run: ``torch.load(weights_only=True)`` uses a
 restricted unpickler that rejects every global outside torch's allow-list at lookup time,
@@ -33,8 +39,10 @@ from trustlab.core.exceptions import InputError, ModelLoadError, PickleRefusedEr
 from trustlab.core.files import atomic_write_bytes
 from trustlab.models.architectures import build_architecture, list_architectures
 from trustlab.models.classifier import Classifier
+from trustlab.models.scripted import hookable_script
 
 FORMAT = "trustlab-model/1"
+NOTE_NO_NORMALISATION = "note: no normalisation recorded for {name}; inputs are passed as they are (use --mean/--std)"
 ERR_PICKLE = (
     "{path} is a full pickle, which can run arbitrary code when loaded; refusing. "
     "Only if you trust its author, pass --allow-pickle (allow_pickle=True)"
@@ -47,11 +55,19 @@ def classifier_state(classifier: Classifier) -> dict[str, torch.Tensor]:
 
 
 def classifier_from_description(
-    described: dict[str, Any], state: dict[str, torch.Tensor], path: Path, batch_size: int = 256, **kwargs: Any
+    described: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    path: Path,
+    batch_size: int = 256,
+    *,
+    module: nn.Module | None = None,
+    **kwargs: Any,
 ) -> Classifier:
-    """Rebuild a Classifier from ``Classifier.describe()`` and its weights (``kwargs`` override)."""
-    module = build_architecture(described["architecture"], **described["config"])
-    _load_state(module, state, path)
+    """Rebuild a Classifier from ``Classifier.describe()`` and its weights (``kwargs`` override);
+    or, for a model outside the registry, around ``module`` (already holding its weights)."""
+    if module is None:
+        module = build_architecture(described["architecture"], **described["config"])
+        _load_state(module, state, path)
     options = {
         "bounds": described["bounds"],
         "mean": described["mean"],
@@ -90,29 +106,47 @@ def load_model(
     input_shape: tuple[int, ...] | None = None,
     allow_pickle: bool = False,
     batch_size: int = 256,
+    mean: Any = None,
+    std: Any = None,
     **classifier_kwargs: Any,
 ) -> Classifier:
     """Load any supported model file as a :class:`Classifier`.
 
     ``architecture``/``config`` rebuild the module for bare state dicts. ``input_shape`` is used
     only when the file does not declare one (TorchScript, state dicts, pickles); trustlab
-    artefacts and exported programs declare their own. ``classifier_kwargs`` (bounds, mean,
-    std, class_names, num_classes) override what the file says.
+    artefacts, exported programs and ONNX files declare their own. ``mean``/``std`` (one value,
+    or one per channel or feature) are the normalisation applied inside the classifier: they
+    override a trustlab artefact's and are the only source for every other format.
+    ``classifier_kwargs`` (bounds, class_names, num_classes) override what the file says.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"model file {path} does not exist")
+    kwargs = dict(classifier_kwargs)
+    kwargs.update({k: v for k, v in (("mean", mean), ("std", std)) if v is not None})
     head = _read_head(path)
+    if path.suffix.lower() == ".onnx":
+        return _load_onnx(path, input_shape, batch_size, kwargs)
+    if path.suffix.lower() == ".skops":
+        from trustlab.models.sklearn_reader import load_skops
+
+        return load_skops(path, allow_untrusted=allow_pickle, batch_size=batch_size, kwargs=kwargs)
     if head.startswith(b"PK\x03\x04"):
-        return _load_zip(path, architecture, config, input_shape, allow_pickle, batch_size, classifier_kwargs)
+        return _load_zip(path, architecture, config, input_shape, allow_pickle, batch_size, kwargs)
     if _looks_like_safetensors(head):
-        return _load_safetensors(path, architecture, config, input_shape, batch_size, classifier_kwargs)
+        return _load_safetensors(path, architecture, config, input_shape, batch_size, kwargs)
     if _parses_as_pickle(path):
         obj = _torch_load(path, allow_pickle)
-        return _from_object(obj, path, architecture, config, input_shape, batch_size, classifier_kwargs)
+        return _from_object(obj, path, architecture, config, input_shape, batch_size, kwargs)
     raise ModelLoadError(
-        f"{path} is not a model file trustlab can read (safetensors, TorchScript, torch.export, or torch.save)"
+        f"{path} is not a model file trustlab can read "
+        "(safetensors, TorchScript, torch.export, ONNX, skops, or torch.save)"
     )
+
+
+def normalisation_note(classifier: Classifier, name: str) -> str | None:
+    """The one-line note for a classifier loaded from ``name`` that records no normalisation, or None."""
+    return None if classifier.normalisation_recorded else NOTE_NO_NORMALISATION.format(name=name)
 
 
 def _read_head(path: Path) -> bytes:
@@ -171,6 +205,8 @@ def _load_zip(path, architecture, config, input_shape, allow_pickle, batch_size,
             module = torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as exc:
             raise ModelLoadError(f"{path} is not a loadable TorchScript archive ({_first_line(exc)})") from None
+        if input_shape is not None:  # else _classifier says what is missing
+            module, _ = hookable_script(module, torch.zeros((1, *input_shape)))
         return _classifier(module, path, input_shape, batch_size, kwargs)
     obj = _torch_load(path, allow_pickle)
     return _from_object(obj, path, architecture, config, input_shape, batch_size, kwargs)
@@ -201,7 +237,25 @@ def _load_exported(path: Path, input_shape, batch_size, kwargs) -> Classifier:
             "batch dimension (dynamic_shapes={'x': {0: torch.export.Dim('batch')}})"
         )
     declared = tuple(int(s) for s in shape[1:])
-    return _classifier(program.module(), path, declared, batch_size, kwargs)
+    return _classifier(unflattened(program), path, declared, batch_size, kwargs)
+
+
+def unflattened(program: Any) -> nn.Module:
+    """The program with its original module hierarchy (one module per submodule, so that hooks
+    and layer names work), if unflattening succeeds; else its flat graph module."""
+    try:
+        with warnings.catch_warnings():  # torch's own unflatten trips over a deprecation of its own
+            warnings.filterwarnings("ignore", category=FutureWarning, message=r".*treespec")
+            return torch.export.unflatten(program)
+    except Exception:  # unflattening is best effort; the flat module computes the same
+        return program.module()
+
+
+def _load_onnx(path: Path, input_shape, batch_size, kwargs) -> Classifier:
+    from trustlab.models.onnx_reader import read_onnx
+
+    module, declared = read_onnx(path)
+    return _classifier(module, path, declared or input_shape, batch_size, kwargs)
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -250,6 +304,8 @@ def _classifier(module, path, input_shape, batch_size, kwargs, architecture=None
         raise ModelLoadError(
             f"{path} does not say what input shape it expects; pass input_shape (the CLI takes it from --dataset)"
         )
-    return Classifier(
+    classifier = Classifier(
         module, input_shape=input_shape, batch_size=batch_size, architecture=architecture, config=config, **kwargs
     )
+    classifier.normalisation_recorded = "mean" in kwargs or "std" in kwargs
+    return classifier

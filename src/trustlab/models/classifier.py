@@ -8,6 +8,7 @@ Attacks, detectors and explainers hand it pixel-space inputs and never normalise
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,26 @@ def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
         digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+TORCHSCRIPT_HEADER = "The following operation failed in the TorchScript interpreter."
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Warning)\b.*:")
+
+
+def error_reason(exc: BaseException) -> str:
+    """The line of an error message that says why it failed.
+
+    Most errors say it on their first line. The TorchScript interpreter's first line only says
+    that something failed; the reason (``RuntimeError: mat1 and mat2 shapes cannot be
+    multiplied ...``) is its last line naming an exception, after two tracebacks.
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if len(lines) > 1 and (lines[0] == TORCHSCRIPT_HEADER or lines[0].startswith("Traceback")):
+        named = [line for line in lines if _EXCEPTION_LINE.match(line)]
+        return named[-1] if named else lines[-1]
+    return lines[0]
 
 
 def _broadcastable(stat: Any, input_shape: tuple[int, ...], name: str) -> torch.Tensor | None:
@@ -64,6 +85,9 @@ class Classifier:
     """
 
     requires_gradients = True
+    #: False when the model file this came from recorded no normalisation and none was given
+    #: (set by ``load_model``; a note tells the user that inputs are passed as they are)
+    normalisation_recorded = True
 
     def __init__(
         self,
@@ -96,6 +120,8 @@ class Classifier:
         self.batch_size = positive_int(batch_size, "batch_size")
         self.architecture = architecture
         self.config = dict(config or {})
+        # layers chosen by the user instead of probing, by module name: "gradcam", "features"
+        self.layer_names: dict[str, str] = {}
         self.num_classes = int(num_classes) if num_classes is not None else self._infer_num_classes()
         names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(self.num_classes))
         if len(names) != self.num_classes:
@@ -145,9 +171,7 @@ class Classifier:
         try:
             out = self.forward(chunk)
         except RuntimeError as exc:
-            text = str(exc).strip()
-            first = text.splitlines()[0] if text else type(exc).__name__
-            raise InputError(f"model failed on inputs of shape {tuple(chunk.shape)}: {first}") from None
+            raise InputError(f"model failed on inputs of shape {tuple(chunk.shape)}: {error_reason(exc)}") from None
         if out.ndim != 2 or out.shape[0] != chunk.shape[0]:
             raise InputError(f"model must return logits of shape (N, classes), got {tuple(out.shape)}")
         return out
@@ -174,7 +198,7 @@ class Classifier:
     def with_module(self, module: nn.Module) -> Classifier:
         """A Classifier around ``module`` with this one's bounds, normalisation, classes, batch size
         and architecture: for a copy whose weights will change, or a module wrapped to count calls."""
-        return Classifier(
+        twin = Classifier(
             module,
             input_shape=self.input_shape,
             num_classes=self.num_classes,
@@ -186,12 +210,18 @@ class Classifier:
             architecture=self.architecture,
             config=self.config,
         )
+        twin.normalisation_recorded = self.normalisation_recorded
+        twin.layer_names = dict(self.layer_names)
+        return twin
 
     def copy(self) -> Classifier:
         """A Classifier around a deep copy of the module: changing its weights never touches the user's model."""
         from copy import deepcopy
 
-        return self.with_module(deepcopy(self.module))
+        try:
+            return self.with_module(deepcopy(self.module))
+        except RuntimeError:  # e.g. an unflattened export keeps fake tensors in its graph's metadata
+            return self.with_module(_structural_copy(self.module))
 
     def as_module(self) -> PixelSpaceModule:
         """This model as one ``nn.Module`` taking pixel-space inputs (normalisation inside): what
@@ -231,6 +261,21 @@ class Classifier:
             probe += self.bounds[0]
         with torch.no_grad():
             return int(self._checked_forward(probe).shape[1])
+
+
+def _structural_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with its own parameters, buffers and submodules, sharing everything
+    else (graphs, metadata): what a copy whose weights will change needs, where deepcopy fails."""
+    import copy
+
+    clone = copy.copy(module)
+    clone._parameters = {
+        k: None if p is None else nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)
+        for k, p in module._parameters.items()
+    }
+    clone._buffers = {k: None if b is None else b.detach().clone() for k, b in module._buffers.items()}
+    clone._modules = {k: None if m is None else _structural_copy(m) for k, m in module._modules.items()}
+    return clone
 
 
 class PixelSpaceModule(nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from trustlab.core.exceptions import UnknownNameError
 from trustlab.models.architectures import build_architecture
@@ -39,13 +40,23 @@ def open_classifier(
     allow_pickle: bool = False,
     input_shape: tuple[int, ...] | None = None,
     batch_size: int = 256,
+    mean: Any = None,
+    std: Any = None,
 ) -> tuple[Classifier, str]:
     """A shipped reference model by name, or a model file (see :func:`load_model`); also returns
-    a description of where it came from, for manifests."""
+    a description of where it came from, for manifests. ``mean``/``std`` override the recorded
+    normalisation (a reference model's too)."""
+    overrides = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
     if name_or_file in REFERENCE_MODELS and not Path(name_or_file).exists():
-        return load_reference_model(name_or_file, batch_size=batch_size), f"reference model {name_or_file}"
+        classifier = load_model(reference_path(name_or_file), batch_size=batch_size, **overrides)
+        return classifier, f"reference model {name_or_file}"
     classifier = load_model(
-        name_or_file, architecture=arch, allow_pickle=allow_pickle, input_shape=input_shape, batch_size=batch_size
+        name_or_file,
+        architecture=arch,
+        allow_pickle=allow_pickle,
+        input_shape=input_shape,
+        batch_size=batch_size,
+        **overrides,
     )
     return classifier, str(name_or_file)
 

@@ -26,6 +26,7 @@ from trustlab.core.files import atomic_write_bytes
 from trustlab.core.validate import as_tensor, class_indices, positive_int, validate_inputs
 from trustlab.models.artefacts import read_safetensors
 from trustlab.models.classifier import Classifier
+from trustlab.models.probe import feature_layer, find_module, hookable
 
 FORMAT = "trustlab-detector/1"
 ERR_NOT_FITTED = "{name} detector is not fitted; call fit(in_distribution_data) first"
@@ -167,9 +168,12 @@ class MultiScoreDetector(Detector):
 class PosthocDetector(Detector):
     """A detector that reads a classifier's outputs (logits and penultimate features).
 
-    Features are the input of ``layer`` (a module name); by default the classifier's last
-    ``nn.Linear``, i.e. the penultimate activations. One forward pass gives logits and features,
-    which is how a guarded classifier scores an input at almost no extra cost.
+    Features are the input of ``layer``, a module name (from ``named_modules``); by default
+    :func:`~trustlab.models.probe.feature_layer`, found by running the model once: the module
+    mapping the feature vector to the logits (for most models the last linear layer), so
+    features are the penultimate activations whatever the model's format. One forward pass gives
+    logits and features, which is how a guarded classifier scores an input at almost no extra
+    cost. A compiled TorchScript module is read through its Python mirror (same weights).
     """
 
     needs_classifier = True
@@ -179,8 +183,11 @@ class PosthocDetector(Detector):
         super().__init__(batch_size=batch_size)
         if not isinstance(classifier, Classifier):
             raise InputError(f"classifier must be a trustlab Classifier, got {type(classifier).__name__}")
+        if layer is not None and not isinstance(layer, str):
+            raise InputError(f"layer must be a module name (a string from named_modules), got {type(layer).__name__}")
         self.classifier = classifier
         self.layer = layer
+        self._reader: tuple[Classifier, torch.nn.Module] | None = None
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "layer": self.layer}
@@ -191,33 +198,34 @@ class PosthocDetector(Detector):
     def _label_classes(self) -> int:
         return self.classifier.num_classes
 
-    def _feature_module(self) -> torch.nn.Module:
-        modules = dict(self.classifier.module.named_modules())
-        if self.layer is not None:
-            if self.layer not in modules:
-                raise UnknownNameError(f"the model has no layer {self.layer!r}; its layers: {', '.join(modules)}")
-            return modules[self.layer]
-        linear = [name for name, m in modules.items() if isinstance(m, torch.nn.Linear)]
-        if not linear:
-            raise InputError(
-                f"the {self.name} detector needs penultimate features: the model has no nn.Linear layer; "
-                "pass layer= (the module whose input is the feature vector)"
-            )
-        self.layer = linear[-1]
-        return modules[self.layer]
+    def _feature_reader(self) -> tuple[Classifier, torch.nn.Module]:
+        """The classifier to run (``self.classifier``, or its hookable mirror) and the module whose
+        input is the feature vector; the default layer is probed once and kept in ``layer``."""
+        if self._reader is None:
+            try:
+                runnable = hookable(self.classifier)
+                if self.layer is None:
+                    self.layer = feature_layer(runnable)
+            except InputError as exc:
+                raise InputError(f"the {self.name} detector needs penultimate features: {exc}") from None
+            self._reader = (runnable, find_module(runnable, self.layer))
+        return self._reader
 
     def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits and (if this detector uses them) flattened features of one validated batch."""
         x = x.to(self.classifier.device)
         if not self.uses_features:
             return self.classifier.forward(x), None
+        runnable, module = self._feature_reader()
         captured: list[torch.Tensor] = []
-        hook = self._feature_module().register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+        hook = module.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
         try:
-            logits = self.classifier.forward(x)
+            logits = runnable.forward(x)
         finally:
             hook.remove()
-        return logits, captured[0].flatten(1).float()
+        if not captured:
+            raise InputError(f"layer {self.layer!r} is not called when the model runs; pass another layer=")
+        return logits, captured[-1].flatten(1).float()
 
     @abc.abstractmethod
     def _score_outputs(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:

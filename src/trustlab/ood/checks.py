@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from trustlab.core.exceptions import InputError
+from trustlab.core.exceptions import InputError, UnknownNameError
 from trustlab.data.ood_sets import MNIST_SHAPE, ood_suite
 from trustlab.models.classifier import Classifier
+from trustlab.models.probe import feature_layer, hookable
 from trustlab.ood.calibration import split_holdout
 from trustlab.ood.evaluate import ALL_DETECTORS, POSTHOC, AlarmResult, build_detectors, evaluate_alarm, parse_detector
 from trustlab.ood.guard import GuardedClassifier
@@ -20,10 +21,27 @@ def holdout_halves(holdout: Any, *, seed: int = 0) -> tuple[Any, Any]:
     return holdout.subset(first), holdout.subset(second)
 
 
+LOGIT_DETECTORS = ("msp", "energy", "maxlogit")
+
+
+def features_unavailable(classifier: Classifier) -> str | None:
+    """Why the feature-space detectors (Mahalanobis, KNN) cannot read this classifier's
+    penultimate features, in one sentence for a report note; None when they can."""
+    try:
+        feature_layer(hookable(classifier))
+    except (InputError, UnknownNameError) as exc:
+        return f"feature-space detectors (mahalanobis, knn) left out: {exc}"
+    return None
+
+
 def default_detectors(classifier: Classifier) -> tuple[str, ...]:
     """Every detector for MNIST-like images (1 x 28 x 28, which the shipped generative detectors
-    learned); the post-hoc ones, which read the classifier, for anything else."""
-    return ALL_DETECTORS if tuple(classifier.input_shape) == MNIST_SHAPE else POSTHOC
+    learned); the post-hoc ones, which read the classifier, for anything else. Where the
+    classifier's features cannot be read (:func:`features_unavailable` says why), the post-hoc
+    ones are the logit-based ones only (msp, energy, maxlogit)."""
+    posthoc = POSTHOC if features_unavailable(classifier) is None else LOGIT_DETECTORS
+    generative = tuple(d for d in ALL_DETECTORS if d not in POSTHOC)
+    return posthoc + generative if tuple(classifier.input_shape) == MNIST_SHAPE else posthoc
 
 
 def run_alarm(

@@ -5,9 +5,17 @@ its conformal p-value and the alarm flag (p-value at most alpha: the input is to
 training data to trust the answer). The wrapped classifier is never modified. Post-hoc
 detectors share the classifier's forward pass, so their alarm costs almost nothing extra.
 
-Artefact: one safetensors file holding the classifier's weights (``classifier.*``), the
-detector's learned tensors (``detector.*``) and the calibration scores, with the descriptions
-as JSON metadata. No pickles.
+Artefact: one safetensors file holding the classifier, the detector's learned tensors
+(``detector.*``) and the calibration scores, with the descriptions as JSON metadata. No pickles.
+
+The classifier is stored in one of two ways. A classifier built from a registered architecture
+is stored as its weights (``classifier.*``), rebuilt from the registry. Any other model trustlab
+can load (TorchScript, ``torch.export``, ONNX, a plain module) is stored *inside* the guard as
+the bytes of a TorchScript archive or ``torch.export`` program (``classifier_archive``, see
+:mod:`trustlab.models.portable`), checked to reproduce the model's outputs before it is written.
+Embedding the model was chosen over storing the model file's path and sha256: a guard is what
+gets deployed, so it must stay one self-contained file that works when moved to another machine,
+and cannot silently pair its calibrated threshold with a model file that changed or vanished.
 """
 
 from __future__ import annotations
@@ -21,10 +29,11 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_save
 
-from trustlab.core.exceptions import InputError
+from trustlab.core.exceptions import InputError, ModelLoadError
 from trustlab.core.files import atomic_write_bytes
 from trustlab.models.artefacts import classifier_from_description, classifier_state
 from trustlab.models.classifier import Classifier
+from trustlab.models.portable import module_archive, module_from_archive
 from trustlab.ood.base import (
     Detector,
     PosthocDetector,
@@ -36,6 +45,7 @@ from trustlab.ood.base import (
 from trustlab.ood.calibration import ConformalThreshold
 
 FORMAT = "trustlab-guard/1"
+ARCHIVE = "classifier_archive"  # the embedded model's bytes, for classifiers outside the registry
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,18 +134,18 @@ class GuardedClassifier:
 
     # ------------------------------------------------------------------ artefact --------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write classifier, detector and calibration as one safetensors file (atomically)."""
-        if self.classifier.architecture is None:
-            raise InputError("only classifiers built from a registered architecture can be saved in a guard")
-        tensors = {f"classifier.{k}": v for k, v in classifier_state(self.classifier).items()}
+        """Write classifier, detector and calibration as one safetensors file (atomically). A
+        classifier outside the architecture registry travels as an embedded archive (module doc)."""
+        metadata = {"format": FORMAT, "classifier": json.dumps(self.classifier.describe())}
+        if self.classifier.architecture is not None:
+            tensors = {f"classifier.{k}": v for k, v in classifier_state(self.classifier).items()}
+        else:
+            kind, data = module_archive(self.classifier)
+            tensors = {ARCHIVE: torch.frombuffer(bytearray(data), dtype=torch.uint8)}
+            metadata["classifier_archive"] = kind
         tensors.update({f"detector.{k}": v.detach().cpu().contiguous() for k, v in self.detector.state().items()})
         tensors.update(self.threshold.state())
-        metadata = {
-            "format": FORMAT,
-            "classifier": json.dumps(self.classifier.describe()),
-            **detector_metadata(self.detector),
-            "calibration": json.dumps(self.threshold.describe()),
-        }
+        metadata.update({**detector_metadata(self.detector), "calibration": json.dumps(self.threshold.describe())})
         return atomic_write_bytes(path, safetensors_save(tensors, metadata=metadata))
 
     @classmethod
@@ -145,9 +155,15 @@ class GuardedClassifier:
         def part(prefix: str) -> dict[str, torch.Tensor]:
             return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
-        classifier = classifier_from_description(
-            json.loads(metadata["classifier"]), part("classifier."), Path(path), batch_size
-        )
+        described = json.loads(metadata["classifier"])
+        if "classifier_archive" in metadata:
+            if ARCHIVE not in tensors:
+                raise ModelLoadError(f"{path} names a stored model but holds none ({ARCHIVE} is missing)")
+            shape = tuple(described["input_shape"])
+            module = module_from_archive(metadata["classifier_archive"], tensors[ARCHIVE].numpy().tobytes(), shape)
+            classifier = classifier_from_description(described, {}, Path(path), batch_size, module=module)
+        else:
+            classifier = classifier_from_description(described, part("classifier."), Path(path), batch_size)
         spec = json.loads(metadata["detector"])
         reads_classifier = detector_class(spec["name"]).needs_classifier
         detector = detector_from_metadata(spec, part("detector."), classifier if reads_classifier else None)

@@ -75,13 +75,17 @@ def _reinitialise(name: str, layer: nn.Module, seed: int) -> None:
     inside ``torch.random.fork_rng`` seeded with ``seed``, which restores the global random state
     afterwards: the caller's random stream is left as it was.
     """
+    weight = getattr(layer, "weight", None)
+    # a module that only mirrors a linear map or convolution (a TorchScript or exported model's
+    # stand-in) has its weight but no reset_parameters: it is re-drawn the same way
+    mirrored = isinstance(weight, torch.Tensor) and weight.ndim >= 2 and not hasattr(layer, "reset_parameters")
     with torch.no_grad():
-        if isinstance(layer, nn.Linear | nn.modules.conv._ConvNd):
+        if isinstance(layer, nn.Linear | nn.modules.conv._ConvNd) or mirrored:
             generator = torch.Generator().manual_seed(seed)
             weight = torch.empty(layer.weight.shape, dtype=layer.weight.dtype)
             nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
             layer.weight.copy_(weight)
-            if layer.bias is not None:
+            if getattr(layer, "bias", None) is not None:
                 fan_in, _ = nn.init._calculate_fan_in_and_fan_out(weight)
                 bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
                 bias = torch.empty(layer.bias.shape, dtype=layer.bias.dtype)

@@ -1,0 +1,406 @@
+"""ONNX models as differentiable torch modules (extra ``onnx``: ``pip install "trustlab[onnx]"``).
+
+trustlab converts ONNX graphs itself rather than through onnx2torch, which requires torchvision
+(and with it, often, a second torch build). The operators small classifiers use are covered:
+Conv (2-D), Gemm, MatMul, Add, Sub, Mul, Div, Relu, LeakyRelu, Sigmoid, Tanh, MaxPool,
+AveragePool, GlobalAveragePool, GlobalMaxPool, BatchNormalization, Flatten, Reshape, Softmax,
+LogSoftmax, Identity, Dropout, Constant, and the shape arithmetic exporters write for
+``x.view(x.size(0), -1)`` (Shape, Gather, Unsqueeze, Concat). Any other operator is named in a
+one-line error.
+
+The result, :class:`OnnxGraph`, runs the nodes in the file's (topological) order. Each node is a
+submodule named after the scope the exporter recorded (``/features/features.0/Conv`` becomes
+``features_0``), so forward hooks, the layer probe and Grad-CAM see every layer: convolutions
+are ``nn.Conv2d``, ReLUs ``nn.ReLU`` (what guided backpropagation hooks), Gemm with constant
+weights ``nn.Linear``; other operators are :class:`OnnxOp` modules whose ``original_name`` is
+the ONNX operator. Everything is plain torch, so gradients flow to the inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trustlab.core.exceptions import ModelLoadError
+
+ERR_MISSING = 'reading ONNX models needs the onnx package: pip install "trustlab[onnx]"'
+ONNX_DOMAINS = ("", "ai.onnx")
+
+
+class OnnxOp(nn.Module):
+    """One ONNX operator as a function of its inputs; constant inputs are buffers ``c0``, ``c1``..."""
+
+    def __init__(self, op_type: str, fn: Callable[..., Any], slots: list[Any]) -> None:
+        super().__init__()
+        self.original_name = op_type
+        self.fn = fn
+        self._slots: list[str] = []  # per input: "arg", "none" or a buffer name
+        for value in slots:
+            if isinstance(value, torch.Tensor):
+                name = f"c{len(self._buffers)}"
+                self.register_buffer(name, value)
+                self._slots.append(name)
+            else:
+                self._slots.append(value)
+
+    def forward(self, *args: Any) -> Any:
+        given = iter(args)
+        values = [
+            next(given) if slot == "arg" else None if slot == "none" else getattr(self, slot) for slot in self._slots
+        ]
+        return self.fn(*values)
+
+    def extra_repr(self) -> str:
+        return self.original_name
+
+
+class OnnxGraph(nn.Module):
+    """An ONNX graph's nodes as submodules, run in the file's order (see the module doc)."""
+
+    def __init__(self, input_name: str, output_name: str, steps: list[tuple[str, nn.Module, list[str], str]]) -> None:
+        super().__init__()
+        self._input, self._output = input_name, output_name
+        self._steps: list[tuple[str, list[str], str]] = []
+        for name, module, inputs, output in steps:
+            self.add_module(name, module)
+            self._steps.append((name, inputs, output))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        env: dict[str, Any] = {self._input: x}
+        for name, inputs, output in self._steps:
+            env[output] = self._modules[name](*[env[i] for i in inputs])
+        return env[self._output]
+
+
+# ---------------------------------------------------------------------- operators ----------------
+class _Unsupported(Exception):
+    pass
+
+
+def _pair(values: Any, default: int, n: int = 2) -> tuple[int, ...]:
+    values = list(values) if values else [default] * n
+    if len(values) != n:
+        raise _Unsupported("only 2-D convolutions and pools")
+    return tuple(int(v) for v in values)
+
+
+def _padding(attrs: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
+    """Symmetric padding for the module, or (0, 0) and a ZeroPad2d's (left, right, top, bottom)."""
+    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
+        raise _Unsupported("auto_pad SAME_*")
+    top, left, bottom, right = _pair(attrs.get("pads"), 0, 4)
+    if (top, left) == (bottom, right):
+        return (top, left), None
+    return (0, 0), (left, right, top, bottom)
+
+
+def _padded(module: nn.Module, pad: tuple[int, int, int, int] | None) -> nn.Module:
+    return module if pad is None else nn.Sequential(nn.ZeroPad2d(pad), module)
+
+
+def _conv(node, attrs, inputs, const) -> tuple[nn.Module, list[str]]:
+    weight, bias = const(inputs[1]), const(inputs[2]) if len(inputs) > 2 and inputs[2] else None
+    if weight is None or weight.ndim != 4:
+        raise _Unsupported("Conv with non-constant or non-2-D weights")
+    padding, pad = _padding(attrs)
+    groups = int(attrs.get("group", 1))
+    conv = nn.Conv2d(
+        weight.shape[1] * groups,
+        weight.shape[0],
+        tuple(weight.shape[2:]),
+        stride=_pair(attrs.get("strides"), 1),
+        padding=padding,
+        dilation=_pair(attrs.get("dilations"), 1),
+        groups=groups,
+        bias=bias is not None,
+    )
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if bias is not None:
+            conv.bias.copy_(bias)
+    return _padded(conv, pad), inputs[:1]
+
+
+def _pool(kind: str):
+    def convert(node, attrs, inputs, const):
+        padding, pad = _padding(attrs)
+        kernel = _pair(attrs.get("kernel_shape"), 1)
+        stride = _pair(attrs.get("strides"), 1)
+        ceil = bool(attrs.get("ceil_mode", 0))
+        if kind == "max":
+            pool = nn.MaxPool2d(kernel, stride, padding, dilation=_pair(attrs.get("dilations"), 1), ceil_mode=ceil)
+        else:
+            include = bool(attrs.get("count_include_pad", 0))
+            pool = nn.AvgPool2d(kernel, stride, padding, ceil_mode=ceil, count_include_pad=include)
+        return _padded(pool, pad), inputs[:1]
+
+    return convert
+
+
+def _gemm(node, attrs, inputs, const):
+    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    trans_a, trans_b = int(attrs.get("transA", 0)), int(attrs.get("transB", 0))
+    b = const(inputs[1])
+    c = const(inputs[2]) if len(inputs) > 2 and inputs[2] else None
+    has_c = len(inputs) > 2 and bool(inputs[2])
+    if b is not None and not trans_a and (not has_c or c is not None):
+        weight = alpha * (b if trans_b else b.T)
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=has_c)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            if has_c:
+                linear.bias.copy_(beta * torch.broadcast_to(c.reshape(-1) if c.ndim else c, (weight.shape[0],)))
+        return linear, inputs[:1]
+
+    def gemm(a, b, c=None):
+        out = alpha * ((a.T if trans_a else a) @ (b.T if trans_b else b))
+        return out if c is None else out + beta * c
+
+    return _op(node, gemm, inputs, const)
+
+
+def _matmul(node, attrs, inputs, const):
+    b = const(inputs[1])
+    if b is not None and b.ndim == 2 and const(inputs[0]) is None:
+        linear = nn.Linear(b.shape[0], b.shape[1], bias=False)
+        with torch.no_grad():
+            linear.weight.copy_(b.T)
+        return linear, inputs[:1]
+    return _op(node, torch.matmul, inputs, const)
+
+
+def _op(node, fn: Callable[..., Any], inputs: list[str], const) -> tuple[nn.Module, list[str]]:
+    """A functional operator; constant inputs become buffers, missing optional ones None."""
+    slots: list[Any] = []
+    runtime = []
+    for name in inputs:
+        value = const(name) if name else None
+        if not name:
+            slots.append("none")
+        elif value is not None:
+            slots.append(value)
+        else:
+            slots.append("arg")
+            runtime.append(name)
+    return OnnxOp(node.op_type, fn, slots), runtime
+
+
+def _softmax(log: bool):
+    def convert(node, attrs, inputs, const, opset):
+        axis = int(attrs.get("axis", -1 if opset >= 13 else 1))
+        fn = torch.log_softmax if log else torch.softmax
+        if opset >= 13:
+            return _op(node, lambda x: fn(x, dim=axis), inputs, const)
+
+        def legacy(x):  # before opset 13: softmax over everything from ``axis`` on, flattened
+            return fn(x.reshape(*x.shape[:axis], -1), dim=-1).reshape(x.shape)
+
+        return _op(node, legacy, inputs, const)
+
+    return convert
+
+
+def _reshape(node, attrs, inputs, const):
+    allow_zero = bool(attrs.get("allowzero", 0))
+
+    def reshape(x, shape):
+        target = [int(v) for v in shape.tolist()]
+        if not allow_zero:
+            target = [x.shape[i] if v == 0 else v for i, v in enumerate(target)]
+        return x.reshape(target)
+
+    return _op(node, reshape, inputs[:2], const)
+
+
+def _flatten(node, attrs, inputs, const):
+    axis = int(attrs.get("axis", 1))
+    if axis == 1:
+        return nn.Flatten(), inputs[:1]
+    return _op(node, lambda x: x.reshape(math.prod(x.shape[: axis % max(x.ndim, 1)]), -1), inputs[:1], const)
+
+
+def _batchnorm(node, attrs, inputs, const):
+    eps = float(attrs.get("epsilon", 1e-5))
+
+    def batchnorm(x, scale, bias, mean, var):
+        return F.batch_norm(x, mean, var, scale, bias, training=False, eps=eps)
+
+    return _op(node, batchnorm, inputs[:5], const)
+
+
+def _shape(node, attrs, inputs, const):
+    start, end = attrs.get("start", 0), attrs.get("end")
+
+    def shape(x):
+        return torch.tensor(x.shape[start:end], dtype=torch.int64)
+
+    return _op(node, shape, inputs[:1], const)
+
+
+def _gather(node, attrs, inputs, const):
+    axis = int(attrs.get("axis", 0))
+
+    def gather(data, indices):
+        dim = axis % data.ndim
+        flat = indices.reshape(-1).long()
+        flat = torch.where(flat < 0, flat + data.shape[dim], flat)
+        picked = torch.index_select(data, dim, flat)
+        return picked.reshape((*data.shape[:dim], *indices.shape, *data.shape[dim + 1 :]))
+
+    return _op(node, gather, inputs[:2], const)
+
+
+def _unsqueeze(node, attrs, inputs, const):
+    fixed = attrs.get("axes")
+
+    def unsqueeze(x, axes=None):
+        wanted = [int(a) for a in (fixed if fixed is not None else axes.tolist())]
+        rank = x.ndim + len(wanted)
+        for a in sorted(a % rank for a in wanted):
+            x = x.unsqueeze(a)
+        return x
+
+    return _op(node, unsqueeze, inputs[:2], const)
+
+
+def _concat(node, attrs, inputs, const):
+    axis = int(attrs.get("axis", 0))
+    return _op(node, lambda *parts: torch.cat(parts, dim=axis), inputs, const)
+
+
+def _binary(fn: Callable[..., Any]):
+    return lambda node, attrs, inputs, const: _op(node, fn, inputs[:2], const)
+
+
+def _module(factory: Callable[[dict[str, Any]], nn.Module]):
+    return lambda node, attrs, inputs, const: (factory(attrs), inputs[:1])
+
+
+CONVERTERS: dict[str, Callable[..., tuple[nn.Module, list[str]]]] = {
+    "Conv": _conv,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "Add": _binary(torch.add),
+    "Sub": _binary(torch.sub),
+    "Mul": _binary(torch.mul),
+    "Div": _binary(torch.div),
+    "Relu": _module(lambda a: nn.ReLU()),
+    "LeakyRelu": _module(lambda a: nn.LeakyReLU(float(a.get("alpha", 0.01)))),
+    "Sigmoid": _module(lambda a: nn.Sigmoid()),
+    "Tanh": _module(lambda a: nn.Tanh()),
+    "MaxPool": _pool("max"),
+    "AveragePool": _pool("avg"),
+    "GlobalAveragePool": _module(lambda a: nn.AdaptiveAvgPool2d(1)),
+    "GlobalMaxPool": _module(lambda a: nn.AdaptiveMaxPool2d(1)),
+    "BatchNormalization": _batchnorm,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "Identity": _module(lambda a: nn.Identity()),
+    "Dropout": _module(lambda a: nn.Identity()),
+    "Shape": _shape,
+    "Gather": _gather,
+    "Unsqueeze": _unsqueeze,
+    "Concat": _concat,
+}
+WITH_OPSET = {"Softmax": _softmax(log=False), "LogSoftmax": _softmax(log=True)}
+SUPPORTED = sorted([*CONVERTERS, *WITH_OPSET, "Constant"])
+
+
+# ---------------------------------------------------------------------- reading ------------------
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _layer_name(node: Any, index: int, taken: set[str]) -> str:
+    """The exporter's scope (``/features/features.0/Conv`` -> ``features_0``), else the node's name,
+    else operator and position; unique, and never an attribute of ``nn.Module``."""
+    scopes = [s for s in node.name.split("/") if s]
+    base = scopes[-2] if len(scopes) >= 2 else (scopes[0] if scopes else "")
+    name = re.sub(r"\W", "_", base).strip("_")
+    op = node.op_type.lower()
+    if not name:
+        name = f"{op}_{index}"
+    elif name[0].isdigit() or hasattr(nn.Module, name):
+        name = f"{op}_{name}"
+    if name in taken:
+        name = f"{name}_{op}"
+    while name in taken:
+        name = f"{name}_{index}"
+    taken.add(name)
+    return name
+
+
+def read_onnx(path: Path) -> tuple[nn.Module, tuple[int, ...] | None]:
+    """An ONNX file as an :class:`OnnxGraph` and the input shape it declares (without the batch
+    dimension; None when not fixed). One-line ModelLoadError for anything unreadable."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise ModelLoadError(ERR_MISSING) from None
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf raises DecodeError and others for a damaged file
+        raise ModelLoadError(f"{path} is not a readable ONNX model ({_first_line(exc)})") from None
+    graph = model.graph
+    opset = max((o.version for o in model.opset_import if o.domain in ONNX_DOMAINS), default=13)
+    constants: dict[str, torch.Tensor] = {
+        t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer
+    }
+    inputs = [i for i in graph.input if i.name not in constants]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise ModelLoadError(
+            f"{path}: a classifier must take one input and give one output, this graph has "
+            f"{len(inputs)} and {len(graph.output)}"
+        )
+    unknown = sorted({n.op_type for n in graph.node if n.op_type not in SUPPORTED or n.domain not in ONNX_DOMAINS})
+    if unknown:
+        raise ModelLoadError(
+            f"{path} uses ONNX operators trustlab cannot convert: {', '.join(unknown)} "
+            f"(supported: {', '.join(SUPPORTED)})"
+        )
+    steps: list[tuple[str, nn.Module, list[str], str]] = []
+    taken: set[str] = set()
+    for index, node in enumerate(graph.node):
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Constant":
+            constants[node.output[0]] = _constant(attrs, numpy_helper)
+            continue
+        if len(node.output) > 1 and any(node.output[1:]):
+            used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+            if used & set(node.output[1:]):
+                raise ModelLoadError(f"{path}: the second output of {node.op_type} ({node.name}) is not supported")
+        inputs_of = list(node.input)
+        try:
+            if node.op_type in WITH_OPSET:
+                module, runtime = WITH_OPSET[node.op_type](node, attrs, inputs_of, constants.get, opset)
+            else:
+                module, runtime = CONVERTERS[node.op_type](node, attrs, inputs_of, constants.get)
+        except _Unsupported as exc:
+            raise ModelLoadError(f"{path}: {node.op_type} node {node.name!r} is not supported ({exc})") from None
+        steps.append((_layer_name(node, index, taken), module, runtime, node.output[0]))
+    module = OnnxGraph(inputs[0].name, graph.output[0].name, steps).eval()
+    dims = inputs[0].type.tensor_type.shape.dim
+    declared = tuple(int(d.dim_value) for d in dims[1:])
+    fixed = len(dims) > 1 and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[1:])
+    return module, declared if fixed else None
+
+
+def _constant(attrs: dict[str, Any], numpy_helper: Any) -> torch.Tensor:
+    if "value" in attrs:
+        return torch.from_numpy(numpy_helper.to_array(attrs["value"]).copy())
+    for key, dtype in (("value_float", torch.float32), ("value_floats", torch.float32)):
+        if key in attrs:
+            return torch.tensor(attrs[key], dtype=dtype)
+    for key in ("value_int", "value_ints"):
+        if key in attrs:
+            return torch.tensor(attrs[key], dtype=torch.int64)
+    raise ModelLoadError(f"ONNX Constant with attributes {', '.join(attrs)} is not supported")
