@@ -62,7 +62,11 @@ class Record:
 @dataclasses.dataclass(frozen=True)
 class Result(Record):
     """Base of every check's result: what a check returns and a run directory stores by name.
-    Each result kind has a view (``trustlab.core.views``)."""
+    Each result kind has a view (``trustlab.core.views``). ``measures_model`` is False for
+    results that hold no measurement of the model (its card, a failed check's record, the
+    scorecard): a run directory holding only those is not claimed by its model."""
+
+    measures_model: ClassVar[bool] = True
 
 
 def result_kinds() -> list[str]:

@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
+
+from trustlab.core.exceptions import InputError
+
+ERR_NO_EXAMPLES = "data set {name!r} has no examples"
+ERR_BOUNDS_ARG = "bounds must be two finite numbers (low, high) with low < high, got {got!r}"
+MAX_CLASSES = 100_000  # class (or category) counts inferred from integer codes stop here
+
+
+def input_bounds(bounds: Any) -> tuple[float, float] | None:
+    """``bounds`` as (low, high) floats, or None (unbounded); anything else is an InputError."""
+    if bounds is None:
+        return None
+    try:
+        low, high = (float(b) for b in bounds)
+        ok = math.isfinite(low) and math.isfinite(high) and low < high and not isinstance(bounds, str | bytes)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(ERR_BOUNDS_ARG.format(got=bounds))
+    return low, high
+
+
+def require_examples(dataset: Dataset) -> Dataset:
+    """``dataset`` if it has at least one example, else a one-line :class:`InputError` (an empty
+    set would give accuracies of nan and empty reports)."""
+    if len(dataset) == 0:
+        raise InputError(ERR_NO_EXAMPLES.format(name=dataset.name))
+    return dataset
 
 
 @dataclass(frozen=True)

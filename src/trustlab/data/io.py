@@ -1,30 +1,124 @@
-"""Reading what a user points at: a registered data set or an ``.npz`` file, and model inputs
-from ``.npy``/``.npz`` arrays or image files. Arrays are read without pickles."""
+"""Reading what a user points at: a registered data set, an ``.npz`` file, a ``.csv`` file or a
+folder of images (one sub-folder per class); and model inputs from ``.npy``/``.npz`` arrays or
+image files. Arrays are read without pickles."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from trustlab.core.exceptions import InputError
+from trustlab.core.exceptions import DataFormatError, DataNotFoundError, InputError, UnknownNameError
 from trustlab.data.arrays import dataset_from_npz
-from trustlab.data.dataset import Dataset
-from trustlab.data.registry import load_dataset
+from trustlab.data.csv import dataset_from_csv
+from trustlab.data.dataset import Dataset, require_examples
+from trustlab.data.folders import dataset_from_folder
+from trustlab.data.registry import list_datasets, load_dataset
+
+FORMATS = "a registered data set name, an .npz file, a .csv file or a folder with one sub-folder of images per class"
+ERR_UNKNOWN_FORMAT = "cannot read {path}: unknown data format {suffix!r}; expected " + FORMATS
+ERR_UNKNOWN = "unknown dataset {name!r}: not a registered data set ({names}) nor an existing file or folder"
+ERR_NOT_FOUND = "data {kind} {path} does not exist"
+ERR_OPTION = "{option} applies to {formats} only, not to {what}"
+
+
+def _registered() -> list[str]:
+    return [spec.name for spec in list_datasets()]
+
+
+def _has_separator(text: str) -> bool:
+    return os.sep in text or (os.altsep is not None and os.altsep in text)
+
+
+def _is_path(name_or_path: str | os.PathLike) -> bool:
+    """Whether the argument names a file or folder rather than a registered data set."""
+    if not isinstance(name_or_path, str):
+        return True
+    return name_or_path not in _registered() or _has_separator(name_or_path)
+
+
+def _refuse(what: str, **options: object) -> None:
+    """An option given for a format it does not apply to is an error, not silently ignored."""
+    applies = {
+        "label_column": ".csv files",
+        "protected": ".csv files",
+        "class_names": ".npz and .csv files",
+        "image_size": "image folders",
+    }
+    for option, value in options.items():
+        given = value is not None and not (isinstance(value, list | tuple) and not value)
+        if given:
+            flag = "--" + option.replace("_", "-")
+            raise InputError(ERR_OPTION.format(option=f"{option} ({flag})", formats=applies[option], what=what))
 
 
 def open_dataset(
-    name_or_file: str,
+    name_or_path: str | os.PathLike,
     split: str | None = None,
     *,
     root: str | Path | None = None,
     bounds: tuple[float, float] | None = None,
+    label_column: str | None = None,
+    protected: Sequence[str] = (),
+    class_names: Sequence[str] | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> Dataset:
-    """A registered data set by name (``split`` or its default) or an ``.npz`` file with ``x`` and ``y``."""
-    if str(name_or_file).endswith(".npz"):
-        return dataset_from_npz(name_or_file, bounds=bounds)
-    return load_dataset(name_or_file, split, root=root)
+    """The data set a user points at, with at least one example (else a one-line InputError).
+
+    * a registered name (see ``trustlab datasets``): its ``split`` (default: the set's default)
+      from ``root`` > ``$TRUSTLAB_DATA`` > the cache. A registered name always means the registered
+      set; write ``./mnist`` for a local folder of that name;
+    * ``*.npz``: arrays ``x``, ``y`` and optionally ``class_names``, ``protected_<name>``,
+      ``bounds`` (see :mod:`trustlab.data.arrays`);
+    * ``*.csv``: a header row, the labels in ``label_column`` (required), ``protected`` columns
+      kept out of the features, every other column a numeric feature (see :mod:`trustlab.data.csv`);
+    * a folder: one sub-folder of PNG/JPEG images per class, scaled to [0, 1]; all one size
+      unless ``image_size=(H, W)`` (see :mod:`trustlab.data.folders`).
+
+    ``bounds`` is the input range of ``.npz`` and ``.csv`` data, checked against the inputs
+    (None: unbounded; an ``.npz`` may declare its own); image folders are always [0, 1] and
+    registered sets carry their own bounds (the argument is not used for them). ``split`` is not
+    used for files and folders. ``class_names`` fixes the classes of an ``.npz`` or ``.csv`` file
+    (e.g. to a model's). An option that does not apply to the format is an error.
+    """
+    if not _is_path(name_or_path):
+        _refuse(
+            f"the registered data set {name_or_path!r}",
+            label_column=label_column,
+            protected=protected,
+            class_names=class_names,
+            image_size=image_size,
+        )
+        return require_examples(load_dataset(name_or_path, split, root=root))
+    path = Path(name_or_path).expanduser()
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        _refuse(
+            f"an image folder ({path})",
+            label_column=label_column,
+            protected=protected,
+            class_names=class_names,
+        )
+        data = dataset_from_folder(path, image_size=image_size, bounds=bounds)
+    elif suffix == ".npz":
+        _refuse(f"an .npz file ({path.name})", label_column=label_column, protected=protected,
+                image_size=image_size)  # fmt: skip
+        data = dataset_from_npz(path, class_names=None if class_names is None else tuple(class_names), bounds=bounds)
+    elif suffix == ".csv":
+        _refuse(f"a .csv file ({path.name})", image_size=image_size)
+        data = dataset_from_csv(
+            path, label_column=label_column, protected=protected, class_names=class_names, bounds=bounds
+        )
+    elif path.is_file():
+        raise DataFormatError(ERR_UNKNOWN_FORMAT.format(path=path, suffix=path.suffix or "(no suffix)"))
+    elif suffix or not isinstance(name_or_path, str) or _has_separator(name_or_path):
+        raise DataNotFoundError(ERR_NOT_FOUND.format(kind="file" if suffix else "file or folder", path=path))
+    else:
+        raise UnknownNameError(ERR_UNKNOWN.format(name=name_or_path, names=", ".join(_registered())))
+    return require_examples(data)
 
 
 def read_inputs(paths: tuple[Path, ...] | list[Path], input_shape: tuple[int, ...]) -> tuple[torch.Tensor, list[str]]:

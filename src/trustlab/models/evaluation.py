@@ -11,7 +11,7 @@ from trustlab.core.batching import BatchCheckpoint, run_batches
 from trustlab.core.exceptions import InputError
 from trustlab.core.results import Result
 from trustlab.core.stats import wilson_interval
-from trustlab.data.dataset import Dataset
+from trustlab.data.dataset import Dataset, require_examples
 from trustlab.models.classifier import Classifier
 
 MOST_CONFUSED = 5
@@ -20,6 +20,8 @@ MOST_CONFUSED = 5
 @dataclass(frozen=True)
 class ModelCard(Result):
     """Who the model is: architecture, size, inputs, classes, normalisation, weights digest."""
+
+    measures_model = False
 
     kind = "model_card"
     name: str
@@ -118,7 +120,9 @@ def evaluate(
     checkpoint: BatchCheckpoint | None = None,
     show_progress: bool = True,
 ) -> AccuracyResult:
-    """Accuracy of ``classifier`` on ``dataset``; resumable batch by batch with a checkpoint."""
+    """Accuracy of ``classifier`` on ``dataset``; resumable batch by batch with a checkpoint. An
+    empty data set is an InputError (its accuracy would be nan)."""
+    require_examples(dataset)
     if dataset.num_classes != classifier.num_classes:
         raise InputError(
             f"dataset {dataset.name!r} has {dataset.num_classes} classes but the model "

@@ -10,7 +10,7 @@ from trustlab.core.exceptions import InputError
 from trustlab.core.results import Result
 from trustlab.models.classifier import Classifier
 from trustlab.robustness.attacks import ATTACKS, Attack, make_attack
-from trustlab.robustness.evaluate import robust_accuracy
+from trustlab.robustness.evaluate import check_eps, robust_accuracy
 from trustlab.robustness.profile import robustness_result
 from trustlab.robustness.regions import region_result, region_search
 from trustlab.robustness.search import minimal_eps
@@ -42,9 +42,14 @@ def run_robustness(
     quantile: float = 0.5,
 ) -> list[Result]:
     """Run the requested robustness checks into ``run`` and return their results; the minimal-eps
-    search resumes from its last completed batch."""
+    search resumes from its last completed batch. Budgets above the input range (``eps_max`` for
+    the search and regions, every ``fixed_eps``) are refused before any attack runs."""
     if not search and not fixed_eps and not regions:
         raise InputError("nothing to do: use --search (default), --eps BUDGET or --regions")
+    if search or regions:
+        check_eps(classifier, attack.norm, eps_max, option="--eps-max")
+    for budget in fixed_eps:
+        check_eps(classifier, attack.norm, budget, option="--eps")
     results: list[Result] = []
     where = f"{attack.name}-{data.name}-{data.split}"
     if search:

@@ -30,6 +30,7 @@ from trustlab.core.exceptions import InputError
 from trustlab.models.classifier import Classifier
 from trustlab.robustness.attacks import FGSM, Attack, make_attack
 from trustlab.robustness.attacks.base import BatchContext, Counter, expand, parse_mask
+from trustlab.robustness.evaluate import check_eps
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,13 @@ def minimal_eps(
     """Smallest eps flipping each example under ``attack`` (see module docstring).
 
     ``mask`` restricts the perturbation to some pixels (broadcastable to ``x``). With a
-    ``checkpoint`` the search resumes from the last completed batch.
+    ``checkpoint`` the search resumes from the last completed batch. ``eps_max`` above the input
+    range (see :func:`~trustlab.robustness.evaluate.check_eps`) is refused before any attack runs.
     """
     attack = _resolve_attack(attack)
     if not (eps_max > 0 and math.isfinite(eps_max)) or not tol > 0:
         raise InputError(f"eps_max and tol must be positive and finite, got {eps_max} and {tol}")
+    check_eps(model, attack.norm, eps_max, option="eps_max")
     if attack.needs_gradients:
         model.require_gradients(f"minimal-eps search with {attack.name}")
     x = model.validate(x)
