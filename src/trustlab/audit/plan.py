@@ -57,6 +57,8 @@ POSTHOC_DETECTORS = ("msp", "energy", "maxlogit", "mahalanobis", "knn")
 class CheckFailure(Result):
     """A check that raised: the audit recorded it and went on."""
 
+    measures_model = False
+
     kind = "audit.failure"
     step: str
     axis: str
@@ -156,7 +158,10 @@ def _alarm(run: Any, ctx: AuditContext) -> list[Result]:
     data = ctx.data
     fit, rest = split_holdout(len(data), fraction=0.4, seed=ctx.seed)
     calibration, evaluation = rest[: len(rest) // 2], rest[len(rest) // 2 :]
-    detectors = list(POSTHOC_DETECTORS) + (["vae:recon"] if ctx.profile.generative and ctx.is_image else [])
+    from trustlab.ood.checks import LOGIT_DETECTORS, features_unavailable
+
+    posthoc = LOGIT_DETECTORS if features_unavailable(ctx.classifier) else POSTHOC_DETECTORS
+    detectors = list(posthoc) + (["vae:recon"] if ctx.profile.generative and ctx.is_image else [])
     sets = {**generic_ood_sets(ctx, data.x[evaluation]), **ctx.ood_sets}
     result = run_alarm(
         run,

@@ -39,6 +39,7 @@ class Gate(Record):
 @dataclass(frozen=True)
 class Scorecard(Result):
     kind = "scorecard"
+    measures_model = False
     gates: tuple[Gate, ...]
     axes: tuple[str, ...]  # axes in scorecard order, including those no check spoke for
     skipped: dict[str, str]  # axis -> why no figure (check not applicable, failed, or not built yet)

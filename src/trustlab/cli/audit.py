@@ -9,6 +9,7 @@ import click
 from trustlab.cli.options import (
     batch_size_option,
     data_dir_option,
+    data_format_options,
     model_options,
     new_run,
     open_data,
@@ -65,8 +66,10 @@ def run_and_report(run, ctx, planned, *, source: str, policy, title: str, fail_o
 @click.command()
 @model_options
 @click.option(
-    "--data", "--dataset", "dataset", required=True, help="data set name (see `trustlab datasets`) or an .npz file"
-)
+    "--data", "--dataset", "dataset", required=True,
+    help="data set name (see `trustlab datasets`), an .npz file, a CSV file (with --label-column) or an image folder",
+)  # fmt: skip
+@data_format_options
 @click.option("--split", default=None, help="split (default: the data set's default, e.g. test)")
 @click.option(
     "--ood-data",
@@ -94,7 +97,7 @@ def run_and_report(run, ctx, planned, *, source: str, policy, title: str, fail_o
 @data_dir_option
 def audit(
     model, arch, allow_pickle, dataset, split, ood_files, profile, eps, policy, fail_on, seed, batch_size, out,
-    data_dir, **normalisation,
+    data_dir,
 ) -> None:  # fmt: skip
     """Audit a model on every axis that applies and write one report that opens with a trust scorecard."""
     from trustlab.audit.runner import prepare
@@ -104,7 +107,7 @@ def audit(
 
     load_policy(policy)  # a bad policy is reported before anything is loaded
     data = open_data(dataset, split, data_dir)
-    classifier, source = open_model(model, arch, allow_pickle, data.input_shape, batch_size, **normalisation)
+    classifier, source = open_model(model, arch, allow_pickle, data.input_shape, batch_size)
     ood = {}
     for path in ood_files:
         x, _ = read_inputs((path,), classifier.input_shape)

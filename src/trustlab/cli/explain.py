@@ -21,10 +21,18 @@ from trustlab.cli.options import (
 def _model_and_data(model, dataset, split, arch, allow_pickle, data_dir, limit, batch_size, out):
     data = open_data(dataset, split, data_dir, limit=limit)
     classifier, source = open_model(model, arch, allow_pickle, data.input_shape, batch_size)
-    run = new_run(out)
-    run.describe_model(classifier, source=source)
-    run.describe_data(data)
-    return classifier, data, run
+    return classifier, data, _run_for(out, classifier, source, data)
+
+
+def _run_for(out, classifier, source, data=None, seed=None):
+    """A run directory that records the model, with its card, and the data."""
+    from trustlab.models.checks import add_model_card
+
+    run = new_run(out, seed=seed)
+    add_model_card(run, classifier, source=source)
+    if data is not None:
+        run.describe_data(data)
+    return run
 
 
 @click.group("explain")
@@ -97,8 +105,7 @@ def explain_featurevis(model, arch, allow_pickle, input_shape, steps, seed, batc
     except ValueError:
         raise InputError(f"--input-shape must be C,H,W, got {input_shape!r}") from None
     classifier, source = open_model(model, arch, allow_pickle, shape, batch_size)
-    run = new_run(out, seed=seed)
-    run.describe_model(classifier, source=source)
+    run = _run_for(out, classifier, source, seed=seed)
     echo_and_report(run, [run_feature_visualisation(run, classifier, steps=steps, seed=seed)])
 
 

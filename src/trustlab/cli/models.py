@@ -97,7 +97,7 @@ def train(
     from trustlab.models.training import classifier_for
     from trustlab.robustness.checks import training_attack
 
-    data = open_data(dataset, split, data_dir, bounds=(0.0, 1.0))
+    data = open_data(dataset, split, data_dir, bounds=(0.0, 1.0) if dataset.endswith(".npz") else None)
     classifier = classifier_for(data, arch=arch, seed=seed)
     history = train_model(
         classifier,

@@ -23,8 +23,60 @@ def data_dir_option(fn: Any) -> Any:
     )(fn)
 
 
+NORMALISATION_KEYS = {"mean": "trustlab.mean", "std": "trustlab.std"}
+
+
+def _normalisation(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Parse ``--mean``/``--std`` ("0.1307" or "0.485,0.456,0.406") and keep them in the context,
+    where :func:`open_model` reads them: the commands' own signatures need not change."""
+    if value is None:
+        return
+    try:
+        values = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+    if param.name == "std" and any(not v > 0 for v in values):
+        raise click.BadParameter(f"every std must be positive, got {value!r}")
+    ctx.meta[NORMALISATION_KEYS[param.name]] = values
+
+
+LAYERS_KEY = "trustlab.layers"
+DATA_KEY = "trustlab.data"
+
+
+def _layer(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Keep ``--gradcam-layer``/``--feature-layer`` in the context for :func:`open_model`."""
+    if value:
+        ctx.meta.setdefault(LAYERS_KEY, {})["gradcam" if param.name == "gradcam_layer" else "features"] = value
+
+
+def _data_format(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Keep the data-format options in the context for :func:`open_data`."""
+    if value:
+        ctx.meta.setdefault(DATA_KEY, {})[param.name] = tuple(value) if isinstance(value, tuple | list) else value
+
+
+def data_format_options(fn: Any) -> Any:
+    """How to read a CSV file or an image folder given as the data (see ``trustlab.data.io``)."""
+    return _apply(
+        fn,
+        [
+            click.option("--label-column", expose_value=False, callback=_data_format, help="CSV: the label column"),
+            click.option(
+                "--protected", multiple=True, expose_value=False, callback=_data_format,
+                help="CSV: a protected-attribute column kept out of the features (repeatable)",
+            ),
+            click.option(
+                "--image-size", nargs=2, type=click.IntRange(min=1), default=None, expose_value=False,
+                callback=_data_format, help="image folder: resize every image to H W (default: all must match)",
+            ),
+        ],
+    )  # fmt: skip
+
+
 def model_options(fn: Any) -> Any:
-    """How to load a model: a file or a reference name, a bare state dict's architecture, pickles."""
+    """How to load a model: a file or a reference name, a bare state dict's architecture, pickles,
+    and the normalisation a file does not record (``--mean``/``--std``, read by :func:`open_model`)."""
     return _apply(
         fn,
         [
@@ -37,23 +89,52 @@ def model_options(fn: Any) -> Any:
             click.option(
                 "--allow-pickle", is_flag=True, help="trust and unpickle a full pickle (can run arbitrary code)"
             ),
+            click.option(
+                "--gradcam-layer",
+                expose_value=False,
+                callback=_layer,
+                help="module name of Grad-CAM's layer (default: found by probing the model)",
+            ),
+            click.option(
+                "--feature-layer",
+                expose_value=False,
+                callback=_layer,
+                help="module name whose input is the feature vector for Mahalanobis/KNN (default: probed)",
+            ),
+            click.option(
+                "--mean",
+                default=None,
+                expose_value=False,
+                callback=_normalisation,
+                help="normalisation mean the model expects, one value or one per channel (e.g. 0.1307)",
+            ),
+            click.option(
+                "--std",
+                default=None,
+                expose_value=False,
+                callback=_normalisation,
+                help="normalisation std the model expects, one value or one per channel (e.g. 0.3081)",
+            ),
         ],
     )
 
 
 def model_and_data_options(fn: Any) -> Any:
     """The options every command that audits a model on a data set takes."""
-    return model_options(
-        _apply(
-            fn,
-            [
-                click.option(
-                    "--dataset",
-                    required=True,
-                    help="data set name (see `trustlab datasets`) or an .npz file with x and y",
-                ),
-                click.option("--split", default=None, help="split (default: the data set's default, e.g. test)"),
-            ],
+    return data_format_options(
+        model_options(
+            _apply(
+                fn,
+                [
+                    click.option(
+                        "--dataset",
+                        required=True,
+                        help="data set name (see `trustlab datasets`), an .npz file with x and y, a CSV file "
+                        "(with --label-column) or an image folder with one sub-folder per class",
+                    ),
+                    click.option("--split", default=None, help="split (default: the data set's default, e.g. test)"),
+                ],
+            )
         )
     )
 
@@ -72,16 +153,53 @@ def out_option(default: str, help: str = "run directory (results, figures, repor
     )
 
 
-def open_model(model: str, arch: str | None, allow_pickle: bool, input_shape: tuple[int, ...] | None, batch_size: int):
+def open_model(
+    model: str,
+    arch: str | None,
+    allow_pickle: bool,
+    input_shape: tuple[int, ...] | None,
+    batch_size: int,
+    *,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+):
+    """The classifier and its source; ``mean``/``std`` default to the command's ``--mean``/``--std``."""
     from trustlab.models.reference import open_classifier
 
-    return open_classifier(model, arch=arch, allow_pickle=allow_pickle, input_shape=input_shape, batch_size=batch_size)
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    mean = meta.get(NORMALISATION_KEYS["mean"]) if mean is None else mean
+    std = meta.get(NORMALISATION_KEYS["std"]) if std is None else std
+    classifier, source = open_classifier(
+        model,
+        arch=arch,
+        allow_pickle=allow_pickle,
+        input_shape=input_shape,
+        batch_size=batch_size,
+        mean=mean,
+        std=std,
+    )
+    echo_normalisation_note(classifier, model)
+    classifier.layer_names.update(meta.get(LAYERS_KEY, {}))
+    return classifier, source
+
+
+def echo_normalisation_note(classifier: Any, model: str) -> None:
+    """One stderr line when the model file recorded no normalisation and none was given."""
+    from trustlab.models.artefacts import normalisation_note
+
+    note = normalisation_note(classifier, Path(model).name)
+    if note:
+        click.echo(note, err=True)
 
 
 def open_data(dataset: str, split: str | None, data_dir: Path | None, *, limit: int | None = None, bounds=None):
+    """The data set, read with the command's data-format options (``--label-column`` etc.)."""
     from trustlab.data.io import open_dataset
 
-    data = open_dataset(dataset, split, root=data_dir, bounds=bounds)
+    ctx = click.get_current_context(silent=True)
+    formats = dict(ctx.meta.get(DATA_KEY, {})) if ctx is not None else {}
+    data = open_dataset(dataset, split, root=data_dir, bounds=bounds, **formats)
     return data if limit is None else data.subset(slice(0, limit))
 
 

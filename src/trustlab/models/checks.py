@@ -9,14 +9,19 @@ from trustlab.models.classifier import Classifier
 from trustlab.models.evaluation import AccuracyResult, evaluate, model_card
 
 
+def add_model_card(run: Any, classifier: Classifier, *, source: str) -> None:
+    """Record the model in ``run``'s manifest and add its card (every report names its model)."""
+    run.describe_model(classifier, source=source)
+    run.add("model_card", model_card(classifier, name=Path(source).stem if Path(source).exists() else source))
+
+
 def run_accuracy(
     run: Any, classifier: Classifier, data: Any, *, source: str, batch_size: int | None = None
 ) -> AccuracyResult:
     """Record the model and data in ``run``'s manifest, add the model card and the accuracy on
     ``data``; an interrupted evaluation resumes from its last completed batch."""
-    run.describe_model(classifier, source=source)
+    add_model_card(run, classifier, source=source)
     run.describe_data(data)
-    run.add("model_card", model_card(classifier, name=Path(source).stem if Path(source).exists() else source))
     key = f"accuracy-{data.name}-{data.split}"
     fingerprint = {
         "model": classifier.weights_sha256(),

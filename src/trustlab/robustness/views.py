@@ -148,7 +148,12 @@ def _regions(name: str, result: RegionResult) -> Section:
         name,
         f"Object vs background ({result.dataset}/{result.split})",
         paragraphs=paragraphs,
-        facts=[("attack", result.attack), ("time", fmt.seconds(result.seconds))],
+        facts=[
+            ("examples", f"{len(result.labels):,}"),
+            ("eps_max", f"{result.eps_max:g} (medians above it are censored)"),
+            ("attack", result.attack),
+            ("time", fmt.seconds(result.seconds)),
+        ],
         tables=[table],
         figures=[fig],
     )
