@@ -95,3 +95,12 @@ def test_audit_of_a_scikit_learn_model_saved_with_skops(tmp_path, reference_data
     (tmp_path / "junk.skops").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ModelLoadError, match="is not a readable skops file"):
         load_model(tmp_path / "junk.skops")
+
+
+def test_checks_that_need_grad_cam_are_skipped_up_front_when_it_cannot_run(tmp_path):
+    """A model with no 4-D feature map (an MLP on images): the plan says why before anything runs."""
+    module = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+    classifier = Classifier(module, input_shape=(1, 28, 28), num_classes=10)
+    ctx, planned = prepare(classifier, load_dataset("mnist", "sample").subset(slice(0, 70)), profile="quick")
+    skipped = {p.step.name: p.skip_reason for p in planned if p.skip_reason}
+    assert set(skipped) == {"regions"} and "--gradcam-layer" in skipped["regions"]  # the gallery runs without it

@@ -110,6 +110,19 @@ def _needs_image_gradients(ctx: AuditContext) -> str | None:
     return _needs_gradients(ctx)
 
 
+def _needs_gradcam(ctx: AuditContext) -> str | None:
+    """Image gradients, and a layer Grad-CAM can read (found by probing, or --gradcam-layer)."""
+    reason = _needs_image_gradients(ctx)
+    if reason is None:
+        from trustlab.models.probe import gradcam_layer, hookable
+
+        try:
+            gradcam_layer(hookable(ctx.classifier))
+        except TrustlabError as exc:
+            return f"Grad-CAM cannot run: {exc}"
+    return reason
+
+
 def _n(ctx: AuditContext, count: int | None) -> int:
     return len(ctx.data) if count is None else min(count, len(ctx.data))
 
@@ -157,7 +170,10 @@ def _alarm(run: Any, ctx: AuditContext) -> list[Result]:
 
     data = ctx.data
     fit, rest = split_holdout(len(data), fraction=0.4, seed=ctx.seed)
-    calibration, evaluation = rest[: len(rest) // 2], rest[len(rest) // 2 :]
+    # random halves of the rest: data sets are often ordered (by class, by writer), and the
+    # conformal guarantee needs calibration and evaluation inputs drawn alike
+    first, second = split_holdout(len(rest), fraction=0.5, seed=ctx.seed + 1)
+    calibration, evaluation = rest[first], rest[second]
     from trustlab.ood.checks import LOGIT_DETECTORS, features_unavailable
 
     posthoc = LOGIT_DETECTORS if features_unavailable(ctx.classifier) else POSTHOC_DETECTORS
@@ -184,6 +200,8 @@ def _gallery(run: Any, ctx: AuditContext) -> list[Result]:
     from trustlab.explain.checks import run_attributions
 
     methods = ("saliency", "gradcam", "integrated_gradients", "smoothgrad")
+    if _needs_gradcam(ctx) is not None:  # no layer Grad-CAM can read: the other methods still explain
+        methods = tuple(m for m in methods if m != "gradcam")
     return [run_attributions(run, ctx.classifier, ctx.first(ctx.profile.gallery), methods=methods)]
 
 
@@ -222,7 +240,7 @@ STEPS = (
         "object vs background (Grad-CAM split, FGSM)",
         _regions,
         lambda c: 3 * _search_cost(c, c.profile.region_examples) + 3 * _n(c, c.profile.region_examples),
-        _needs_image_gradients,
+        _needs_gradcam,
     ),
     Step(
         "alarm",
