@@ -90,6 +90,9 @@ class AuditContext:
 
 @dataclass(frozen=True)
 class Step:
+    """One audit check: its name, the axis it speaks for, how to run it, what it costs and whether it
+    applies (``applies`` gives None, or why not)."""
+
     name: str
     axis: str
     description: str
@@ -306,6 +309,8 @@ def generic_ood_sets(ctx: AuditContext, evaluation_x: torch.Tensor) -> dict[str,
 # ------------------------------------------------------------------------- running -----------
 @dataclass(frozen=True)
 class PlannedStep:
+    """A step as planned for this audit: why it is skipped (None: it runs) and its estimated seconds."""
+
     step: Step
     skip_reason: str | None
     seconds: float  # estimate
@@ -330,6 +335,7 @@ def seconds_per_forward(classifier: Classifier, x: torch.Tensor) -> float:
 
 
 def fingerprint(ctx: AuditContext) -> dict[str, Any]:
+    """What identifies an audit (model and data digests, profile, options); resuming needs the same one."""
     return {
         "model": ctx.classifier.weights_sha256(),
         "data": ctx.data.sha256,

@@ -73,9 +73,9 @@ def _inputs(model, dataset, split, train_split, holdout_split, arch, allow_pickl
 @_alarm_data_options
 @click.option(
     "--detector",
-    default="vae:recon",
-    show_default=True,
-    help="msp, energy, maxlogit, mahalanobis, knn, vae:recon, vae:nelbo, wgan:delta_z, wgan:recon (+ic: complexity)",
+    default=None,
+    help="msp, energy, maxlogit, mahalanobis, knn, vae:recon, vae:nelbo, wgan:delta_z, wgan:recon (+ic: complexity); "
+    "default: vae:recon for 1 x 28 x 28 images, mahalanobis (or msp where features cannot be read) otherwise",
 )
 @batch_size_option
 @click.option(
@@ -87,13 +87,15 @@ def alarm_fit(
     batch_size, out, data_dir,
 ) -> None:  # fmt: skip
     """Fit a detector, calibrate its threshold and save the guarded classifier as one file."""
-    from trustlab.ood.checks import fit_guard
+    from trustlab.ood.checks import default_guard_detector, fit_guard
     from trustlab.ood.evaluate import parse_detector
 
-    parse_detector(detector)  # a typo fails before any data is read
+    if detector is not None:
+        parse_detector(detector)  # a typo fails before any data is read
     classifier, _, train, calibration, evaluation = _inputs(
         model, dataset, split, train_split, holdout_split, arch, allow_pickle, data_dir, batch_size, seed
     )
+    detector = detector or default_guard_detector(classifier)
     guard, realised = fit_guard(
         classifier, train, calibration, evaluation, detector=detector, alpha=alpha, pretrained=pretrained
     )

@@ -66,12 +66,17 @@ def explain_images(model, dataset, split, arch, allow_pickle, methods, count, ba
 @click.option(
     "--kind", type=click.Choice(["gradient_boosting", "logistic"]), default="gradient_boosting", show_default=True
 )
+@click.option(
+    "--model", default=None,
+    help="your model to explain (a file: trustlab, TorchScript, ONNX, skops...); default: fit one of --kind",
+)  # fmt: skip
 @click.option("--rows", default=None, help="comma-separated test-row indices to explain (default: 5 chosen rows)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @out_option("runs/tabular")
 @data_dir_option
-def explain_tabular(dataset, kind, rows, seed, out, data_dir) -> None:
-    """Correlations, a classifier, LIME for single rows, SHAP local and global, and their agreement."""
+def explain_tabular(dataset, kind, model, rows, seed, out, data_dir) -> None:
+    """Correlations, a classifier (yours, or one fitted here), LIME for single rows, SHAP local and
+    global, and their agreement."""
     from trustlab.core.exceptions import InputError
     from trustlab.explain.checks import run_tabular_explanations
 
@@ -84,8 +89,14 @@ def explain_tabular(dataset, kind, rows, seed, out, data_dir) -> None:
     train, test = open_data(dataset, "train", data_dir), open_data(dataset, "test", data_dir)
     if train.kind != "tabular":
         raise InputError(f"{dataset} is not a tabular data set")
-    run = new_run(out, seed=seed)
-    echo_and_report(run, [run_tabular_explanations(run, train, test, kind=kind, rows=chosen, seed=seed)])
+    classifier = None
+    if model is not None:
+        classifier, source = open_model(model, None, False, train.input_shape, 256)
+        run = _run_for(out, classifier, source, seed=seed)
+    else:
+        run = new_run(out, seed=seed)
+    result = run_tabular_explanations(run, train, test, kind=kind, model=classifier, rows=chosen, seed=seed)
+    echo_and_report(run, [result])
 
 
 @explain.command("featurevis")

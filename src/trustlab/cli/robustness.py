@@ -59,12 +59,13 @@ def robustness(
     """How small a perturbation flips each prediction: minimal eps per example and per class."""
     from trustlab.models.checks import run_accuracy
     from trustlab.robustness.checks import build_attack, run_robustness
-    from trustlab.robustness.evaluate import check_eps
+    from trustlab.robustness.evaluate import check_eps, require_bounded
 
     data = open_data(dataset, split, data_dir, limit=limit)
     classifier, source = open_model(model, arch, allow_pickle, data.input_shape, batch_size)
     options = {"norm": norm, "steps": steps, "step_size": step_size, "restarts": restarts, "queries": queries}
     attack = build_attack(attack_name, options)
+    require_bounded(classifier)
     check_eps(classifier, attack.norm, eps_max, option="--eps-max")  # before any work, not after the accuracy
     for budget in fixed_eps:
         check_eps(classifier, attack.norm, budget, option="--eps")

@@ -26,14 +26,22 @@ def run_feature_visualisation(run: Any, classifier: Classifier, *, steps: int = 
 
 
 def run_tabular_explanations(
-    run: Any, train: Any, test: Any, *, kind: str = "gradient_boosting", rows: Any = None, seed: int = 0
+    run: Any,
+    train: Any,
+    test: Any,
+    *,
+    kind: str = "gradient_boosting",
+    model: Classifier | None = None,
+    rows: Any = None,
+    seed: int = 0,
 ) -> Any:
-    """Correlations, a tabular model fitted on ``train``, LIME and SHAP for chosen ``test`` rows,
-    global SHAP importance and the two methods' rank agreement."""
+    """Correlations, the user's ``model`` (else one of ``kind`` fitted on ``train``), LIME and SHAP
+    for chosen ``test`` rows, global SHAP importance and the two methods' rank agreement."""
     from trustlab.explain.tabular import tabular_explanations
 
     run.describe_data(train)
-    return run.add(f"tabular-{train.name}", tabular_explanations(train, test, kind=kind, rows=rows, seed=seed))
+    result = tabular_explanations(train, test, kind=kind, model=model, rows=rows, seed=seed)
+    return run.add(f"tabular-{train.name}", result)
 
 
 def run_explanation_sanity(

@@ -40,6 +40,7 @@ from trustlab.core.progress import progress
 from trustlab.core.results import Result
 from trustlab.data.dataset import Dataset
 from trustlab.models.tabular import (
+    as_estimator,
     check_tabular,
     fit_tabular_model,
     is_tree_model,
@@ -422,6 +423,7 @@ def tabular_explanations(
     test: Dataset,
     *,
     kind: str = "gradient_boosting",
+    model: Any = None,
     rows: Any = None,
     n_rows: int = 5,
     seed: int = 0,
@@ -430,9 +432,11 @@ def tabular_explanations(
     summary_points: int = SUMMARY_POINTS,
     show_progress: bool = False,
 ) -> TabularExplanationResult:
-    """Fit a model on ``train`` and explain it on ``test``: correlations, quality, LIME and SHAP
-    for ``rows`` (test indices; default: a deterministic mix of ``n_rows`` predicted positive
-    and negative), mean |SHAP| over the whole test split, and LIME-SHAP agreement."""
+    """Explain a model on ``test``: correlations, quality, LIME and SHAP for ``rows`` (test
+    indices; default: a deterministic mix of ``n_rows`` predicted positive and negative), mean
+    |SHAP| over the whole test split, and LIME-SHAP agreement. The model is the user's
+    ``model`` (a trustlab Classifier of tabular inputs and two classes, e.g. a loaded file),
+    else one of ``kind`` fitted on ``train``."""
     start = time.perf_counter()
     check_tabular(train, "train")
     check_tabular(test, "test")
@@ -442,7 +446,10 @@ def tabular_explanations(
         raise InputError(f"summary_points must be a positive integer, got {summary_points!r}")
     _require("shap")  # fail before fitting anything
     _require("lime.lime_tabular")
-    model = fit_tabular_model(train, kind=kind, seed=seed)
+    if model is None:
+        model = fit_tabular_model(train, kind=kind, seed=seed)
+    else:
+        model, kind = as_estimator(model), "given"
     accuracy, auc = model_quality(model, test)
     x_test, y_test = tabular_arrays(test)
     prob = positive_probability(model, x_test)

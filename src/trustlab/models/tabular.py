@@ -71,9 +71,43 @@ def is_tree_model(model: Any) -> bool:
     return isinstance(model, GradientBoostingClassifier)
 
 
+class ClassifierEstimator:
+    """A trustlab Classifier (any loaded model of tabular inputs and two classes) seen as a fitted
+    scikit-learn-style estimator: what the tabular explanations need to explain the user's own
+    model instead of fitting one."""
+
+    def __init__(self, classifier: Any) -> None:
+        if len(classifier.input_shape) != 1 or classifier.num_classes != 2:
+            raise InputError(
+                "tabular explanations need a model of tabular inputs (N x features) and two classes; "
+                f"this one takes {tuple(classifier.input_shape)} and has {classifier.num_classes} classes"
+            )
+        self.classifier = classifier
+        self.classes_ = np.arange(2)
+        self.n_features_in_ = int(classifier.input_shape[0])
+        self.description = f"{classifier.architecture or 'user'} model"
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        import torch
+
+        inputs = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        return self.classifier.proba(inputs).double().numpy()
+
+    def get_params(self) -> dict[str, Any]:
+        return {}
+
+
+def as_estimator(classifier: Any) -> Any:
+    """The fitted estimator behind ``classifier`` (a skops-loaded scikit-learn model), or the
+    classifier wrapped as one (:class:`ClassifierEstimator`)."""
+    return getattr(classifier, "estimator", None) or ClassifierEstimator(classifier)
+
+
 def model_description(model: Any) -> str:
     """A short name with the settings that matter, e.g. ``GradientBoostingClassifier(n_estimators=100,
     ...)`` or ``StandardScaler + LogisticRegression`` for a pipeline."""
+    if isinstance(model, ClassifierEstimator):
+        return model.description
     steps = getattr(model, "steps", None)
     if steps:
         return " + ".join(type(step).__name__ for _, step in steps)

@@ -44,6 +44,14 @@ def default_detectors(classifier: Classifier) -> tuple[str, ...]:
     return posthoc + generative if tuple(classifier.input_shape) == MNIST_SHAPE else posthoc
 
 
+def default_guard_detector(classifier: Classifier) -> str:
+    """The detector a guard uses when none is named: the shipped VAE's reconstruction loss for
+    MNIST-like images (the best on notMNIST), Mahalanobis where features can be read, else MSP."""
+    if tuple(classifier.input_shape) == MNIST_SHAPE:
+        return "vae:recon"
+    return "mahalanobis" if features_unavailable(classifier) is None else "msp"
+
+
 def run_alarm(
     run: Any,
     classifier: Classifier,

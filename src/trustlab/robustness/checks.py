@@ -10,7 +10,7 @@ from trustlab.core.exceptions import InputError
 from trustlab.core.results import Result
 from trustlab.models.classifier import Classifier
 from trustlab.robustness.attacks import ATTACKS, Attack, make_attack
-from trustlab.robustness.evaluate import check_eps, robust_accuracy
+from trustlab.robustness.evaluate import check_eps, require_bounded, robust_accuracy
 from trustlab.robustness.profile import robustness_result
 from trustlab.robustness.regions import region_result, region_search
 from trustlab.robustness.search import minimal_eps
@@ -46,6 +46,7 @@ def run_robustness(
     the search and regions, every ``fixed_eps``) are refused before any attack runs."""
     if not search and not fixed_eps and not regions:
         raise InputError("nothing to do: use --search (default), --eps BUDGET or --regions")
+    require_bounded(classifier)
     if search or regions:
         check_eps(classifier, attack.norm, eps_max, option="--eps-max")
     for budget in fixed_eps:
