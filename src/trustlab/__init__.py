@@ -6,10 +6,8 @@ dependencies are only imported when used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from trustlab._version import __version__
+from trustlab.core.lazy import lazy_exports
 
 _EXPORTS = {
     "load_dataset": "trustlab.data",
@@ -28,15 +26,12 @@ _EXPORTS = {
     "GuardedClassifier": "trustlab.ood.guard",
     "load_reference_detector": "trustlab.ood.reference",
     "TrustlabError": "trustlab.core.exceptions",
+    "prepare": "trustlab.audit.runner",
+    "run_audit": "trustlab.audit.runner",
 }
 
 __all__ = ["__version__", *_EXPORTS]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'trustlab' has no attribute {name!r}")
+__getattr__, _ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -136,3 +136,26 @@ def test_every_result_kind_has_a_view_and_round_trips_through_json():
         assert view_for(kind) is not None, f"result kind {kind} has no view"
         result = _instance(cls)
         assert Result.from_json(result.to_json()) == result, kind
+
+
+@pytest.mark.parametrize("package", [*CAPABILITIES, "audit", "ood"])
+def test_each_capability_exports_its_public_api(package):
+    import importlib
+
+    module = importlib.import_module(f"trustlab.{package}")
+    assert module.__all__, f"trustlab.{package} exports nothing"
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"trustlab.{package}.{name}"
+
+
+def test_every_public_function_and_class_has_a_docstring():
+    missing = []
+    for path in SOURCE.rglob("*.py"):
+        parts = path.relative_to(SOURCE).parts
+        if any(p.startswith("_") and p != "__init__.py" for p in parts):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_"):
+                if not ast.get_docstring(node):
+                    missing.append(f"{path.relative_to(SOURCE)}:{node.lineno} {node.name}")
+    assert not missing, "public names without a docstring:\n" + "\n".join(sorted(missing))

@@ -21,6 +21,8 @@ JUNIT_FILE = "scorecard.junit.xml"
 
 @dataclass
 class AuditOutcome:
+    """What ``run_audit`` leaves: the run directory, the plan it followed, the scorecard and the report path."""
+
     run: Any  # the RunDirectory
     planned: list[PlannedStep]
     scorecard: Scorecard

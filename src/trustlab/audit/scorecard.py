@@ -38,6 +38,9 @@ class Gate(Record):
 
 @dataclass(frozen=True)
 class Scorecard(Result):
+    """Every gate of an audit with its verdict, the axes in order, why any axis has no figure, and the
+    policy the thresholds came from."""
+
     kind = "scorecard"
     measures_model = False
     gates: tuple[Gate, ...]
@@ -80,6 +83,8 @@ def load_policy(path: str | Path | None = None) -> tuple[dict[str, dict[str, flo
 
 
 def verdict(score: Score, thresholds: dict[str, float] | None) -> str:
+    """Green when ``score`` reaches the green threshold, red when it falls short of the red one (in the
+    direction that is good), amber in between; n/a without thresholds or a value."""
     if thresholds is None or score.value is None or math.isnan(score.value):
         return "n/a"
     value, sign = score.value, 1.0 if score.higher_is_better else -1.0

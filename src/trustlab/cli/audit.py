@@ -22,6 +22,7 @@ FAIL_ON = ("red", "amber", "never")
 
 
 def echo_plan(ctx, planned) -> None:
+    """Print the plan before anything runs: each step with its estimated time, or why it is skipped."""
     total = sum(p.seconds for p in planned)
     click.echo(
         f"audit plan: profile {ctx.profile.name}, {len(ctx.data):,} examples of {ctx.data.name}/{ctx.data.split}; "

@@ -18,6 +18,7 @@ def _apply(fn: Any, options: list) -> Any:
 
 
 def data_dir_option(fn: Any) -> Any:
+    """The ``--data-dir`` option (where data files are read from and downloaded to)."""
     return click.option(
         "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=DATA_DIR_HELP
     )(fn)
@@ -140,14 +141,17 @@ def model_and_data_options(fn: Any) -> Any:
 
 
 def batch_size_option(fn: Any) -> Any:
+    """The ``--batch-size`` option: examples per forward pass (default 256)."""
     return click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)(fn)
 
 
 def limit_option(fn: Any) -> Any:
+    """The ``--limit`` option: use only the first N examples."""
     return click.option("--limit", type=click.IntRange(min=1), default=None, help="use only the first N examples")(fn)
 
 
 def out_option(default: str, help: str = "run directory (results, figures, report; re-running resumes)"):
+    """The ``--out`` option (the run directory), with the command's own default path and help text."""
     return click.option(
         "--out", type=click.Path(file_okay=False, path_type=Path), default=Path(default), show_default=True, help=help
     )
@@ -204,6 +208,7 @@ def open_data(dataset: str, split: str | None, data_dir: Path | None, *, limit: 
 
 
 def new_run(out: Path, *, seed: int | None = None):
+    """Open (or create) the run directory ``out``, recording this command line in its manifest."""
     from trustlab.report.run import RunDirectory
 
     return RunDirectory(out, seed=seed, command=sys.argv)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 
 def missing(value: float | None) -> bool:
+    """Whether ``value`` is absent: None or NaN."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
@@ -16,6 +17,7 @@ def pct(value: float | None, digits: int = 2) -> str:
 
 
 def pct_interval(interval: Sequence[float] | None, digits: int = 2) -> str:
+    """An interval of shares in [0, 1] as "low% to high%" (``n/a`` when missing)."""
     return "n/a" if interval is None else f"{pct(interval[0], digits)} to {pct(interval[1], digits)}"
 
 
@@ -27,6 +29,7 @@ def eps(value: float | None) -> str:
 
 
 def eps_interval(interval: Sequence[float] | None) -> str:
+    """An interval of perturbation sizes as "low to high" (``n/a`` when missing)."""
     return "n/a" if interval is None else f"{eps(interval[0])} to {eps(interval[1])}"
 
 
@@ -44,6 +47,7 @@ def numbers(values: Sequence[float] | None, shown: int = 8) -> str:
 
 
 def seconds(value: float | None) -> str:
+    """A duration in seconds, one decimal (``n/a`` when missing)."""
     return "n/a" if missing(value) else f"{value:.1f} s"
 
 

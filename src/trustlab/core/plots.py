@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 
 
 def to_png(fig: plt.Figure) -> bytes:
+    """The figure as PNG bytes (no timestamp, so identical figures give identical bytes); closes it."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)

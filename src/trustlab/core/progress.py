@@ -12,6 +12,7 @@ _quiet = False
 
 
 def set_quiet(quiet: bool) -> None:
+    """Silence (or restore) every progress bar, for ``--quiet``."""
     global _quiet
     _quiet = bool(quiet)
 

@@ -75,6 +75,7 @@ def result_kinds() -> list[str]:
 
 
 def record_type(kind: str) -> type[Record]:
+    """The registered record or result class of ``kind`` (KeyError if its module is not imported)."""
     return _RESULT_TYPES[kind]
 
 

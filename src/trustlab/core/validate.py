@@ -29,6 +29,7 @@ def describe(value: Any) -> str:
 
 
 def as_tensor(x: Any, name: str) -> torch.Tensor:
+    """``x`` as a torch tensor (numpy arrays are converted without copying); anything else is an InputError."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):

@@ -17,6 +17,8 @@ from trustlab.core.results import Result
 
 @dataclass
 class Table:
+    """A table in a report section: header, rows of formatted cells, and a caption."""
+
     header: list[str]
     rows: list[list[str]]
     caption: str = ""
@@ -25,6 +27,8 @@ class Table:
 
 @dataclass
 class Figure:
+    """A figure in a report section, saved as ``figures/<name>.png``."""
+
     name: str  # file stem in figures/
     caption: str
     png: bytes
@@ -32,6 +36,8 @@ class Figure:
 
 @dataclass
 class Section:
+    """One section of the report (``key`` is its anchor): paragraphs, key facts, tables and figures."""
+
     key: str
     title: str
     paragraphs: list[Any] = field(default_factory=list)  # plain text, or markupsafe.Markup for trusted HTML
@@ -61,6 +67,8 @@ class Score:
 
 @dataclass(frozen=True)
 class View:
+    """How one result kind appears: its report section, CLI summary lines and scorecard scores."""
+
     kind: str
     order: int  # position of the section in the report (lower first)
     section: Callable[[str, Any], Section]
@@ -93,10 +101,12 @@ def register_view(
 
 
 def view_for(kind: str) -> View | None:
+    """The view registered for ``kind``, or None."""
     return _VIEWS.get(kind)
 
 
 def view_kinds() -> list[str]:
+    """Result kinds that have a view, sorted."""
     return sorted(_VIEWS)
 
 

@@ -53,6 +53,8 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class DatasetMetadata:
+    """Where a data set comes from: source, licence, description and the files it was read from."""
+
     source: str
     licence: str
     description: str

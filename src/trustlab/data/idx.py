@@ -76,6 +76,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def encode_idx(array: np.ndarray) -> bytes:
+    """The IDX bytes of ``array`` (big-endian, uncompressed); the inverse of :func:`parse_idx`."""
     array = np.asarray(array)
     base = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
     if base not in _CODES:

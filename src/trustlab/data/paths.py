@@ -15,6 +15,7 @@ ENV_OFFLINE = "TRUSTLAB_OFFLINE"
 
 
 def default_cache_dir() -> Path:
+    """The per-user cache for data files: ``$XDG_CACHE_HOME/trustlab/data`` (default ``~/.cache``)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "trustlab" / "data"
 

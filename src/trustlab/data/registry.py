@@ -124,6 +124,9 @@ TEST_FRACTION = 0.25  # of the deterministic stratified split used by digits, pi
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """A registered data set: its description, source and licence, its splits, the files each split
+    reads and how to build a :class:`Dataset` from them."""
+
     name: str
     description: str
     source: str
@@ -138,15 +141,18 @@ _REGISTRY: dict[str, DatasetSpec] = {}
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
+    """Add ``spec`` to the registry under its name (replacing any entry of that name)."""
     _REGISTRY[spec.name] = spec
     return spec
 
 
 def list_datasets() -> list[DatasetSpec]:
+    """Every registered data set, by name."""
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
 
 def get_spec(name: str) -> DatasetSpec:
+    """The registry entry of data set ``name``; an unknown name is a one-line error listing the known ones."""
     if not isinstance(name, str) or name not in _REGISTRY:
         raise UnknownNameError(f"unknown dataset {name!r}; expected one of: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]

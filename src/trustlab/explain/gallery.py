@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
 from trustlab.core.results import Result
 from trustlab.explain import metrics
@@ -15,6 +16,10 @@ from trustlab.explain.attributions import METHODS, explain
 from trustlab.models.classifier import Classifier
 
 Image = tuple[tuple[float, ...], ...]  # H rows of W values: how results hold an image or a map
+ERR_NOT_IMAGES = (
+    "the attribution gallery shows images (inputs of shape C x H x W) and this model takes inputs of shape "
+    "{shape}; for tabular data use `trustlab explain tabular`"
+)
 DEFAULT_METHODS = ("saliency", "guided_backprop", "gradcam", "smoothgrad", "integrated_gradients", "occlusion")
 
 
@@ -25,6 +30,9 @@ def image_rows(t: Any) -> Image:
 
 @dataclass(frozen=True)
 class AttributionGalleryResult(Result):
+    """Every method's map of the same few images, with its time, compactness (mean Gini, higher = sparser)
+    and faithfulness (mean deletion AUC, lower = more faithful)."""
+
     kind = "attributions"
     dataset: str
     class_names: tuple[str, ...]
@@ -42,6 +50,8 @@ def attribution_gallery(
     model: Classifier, x: Any, y: Any, *, methods: Sequence[str] = DEFAULT_METHODS, dataset: str = ""
 ) -> AttributionGalleryResult:
     """Maps of every method in ``methods`` towards each image's prediction."""
+    if len(model.input_shape) != 3:
+        raise InputError(ERR_NOT_IMAGES.format(shape=" x ".join(map(str, model.input_shape))))
     x = model.validate(x)
     y = model.validate_labels(y, x.shape[0])
     predictions = model.predict(x)

@@ -25,6 +25,9 @@ from trustlab.models.classifier import Classifier
 
 @dataclass(frozen=True)
 class ExplanationSanityResult(Result):
+    """One method's randomisation check (similarity to the original maps as layers are re-initialised)
+    and faithfulness check (deletion AUC against random maps)."""
+
     kind = "explanation_sanity"
     dataset: str
     method: str

@@ -223,7 +223,7 @@ def _feature_visualisation(name: str, result: FeatureVisResult) -> Section:
 def _tabular_summary(result: TabularExplanationResult) -> list[str]:
     top = result.importance_order[:3]
     return [
-        f"{result.model}: accuracy {fmt.pct(result.accuracy)}, ROC AUC {fmt.number(result.roc_auc)}",
+        f"{result.model_description}: accuracy {fmt.pct(result.accuracy)}, ROC AUC {fmt.number(result.roc_auc)}",
         "most important (mean |SHAP|): "
         + ", ".join(f"{result.feature_names[i]} {result.global_importance[i]:.2f}" for i in top),
         f"LIME vs SHAP rank agreement (mean Spearman): {fmt.number(result.agreement_mean['spearman'], 2)}",

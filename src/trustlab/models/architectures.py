@@ -18,6 +18,8 @@ _ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering an architecture builder under ``name``."""
+
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         _ARCHITECTURES[name] = builder
         return builder
@@ -26,6 +28,7 @@ def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Cal
 
 
 def list_architectures() -> list[str]:
+    """Names of the registered architectures, sorted."""
     return sorted(_ARCHITECTURES)
 
 
@@ -111,9 +114,11 @@ class MLP(nn.Module):
 
 @register_architecture("mnist_cnn")
 def mnist_cnn(**config: Any) -> nn.Module:
+    """Build a :class:`MnistCNN` from its config."""
     return MnistCNN(**config)
 
 
 @register_architecture("mlp")
 def mlp(**config: Any) -> nn.Module:
+    """Build an :class:`MLP` from its config."""
     return MLP(**config)

@@ -56,6 +56,7 @@ class AccuracyResult(Result):
 
 
 def model_card(classifier: Classifier, *, name: str, description: str = "") -> ModelCard:
+    """The model card of ``classifier``, under ``name``."""
     d = classifier.describe()
     return ModelCard(
         name=name,

@@ -10,6 +10,8 @@ from trustlab.core.plots import class_ticks, plt, to_png
 
 
 def confusion_matrix_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> bytes:
+    """Confusion matrix as a PNG: colour is the share of each true class (%), cells show counts
+    (up to 20 classes)."""
     matrix = np.asarray(confusion, dtype=float)
     k = len(class_names)
     side = max(4.0, 0.45 * k + 2)
@@ -33,6 +35,7 @@ def confusion_matrix_figure(confusion: Sequence[Sequence[int]], class_names: Seq
 
 
 def per_class_accuracy_figure(per_class: Sequence[float | None], class_names: Sequence[str]) -> bytes:
+    """Accuracy per class (%) as a bar chart PNG; a class without examples shows no bar."""
     values = np.array([np.nan if v is None else 100 * v for v in per_class])
     fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(class_names) + 2), 3))
     ax.bar(range(len(values)), np.nan_to_num(values), color="#4c72b0")
@@ -46,6 +49,7 @@ def per_class_accuracy_figure(per_class: Sequence[float | None], class_names: Se
 
 
 def training_curve_figure(loss: Sequence[float], accuracy: Sequence[float]) -> bytes:
+    """Training loss (nats) and accuracy (%) per epoch as a PNG."""
     epochs = np.arange(1, len(loss) + 1)
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot(epochs, loss, marker="o", color="#c44e52", label="loss")

@@ -23,6 +23,7 @@ REFERENCE_MODELS = {
 
 
 def reference_path(name: str) -> Path:
+    """Path of the shipped weights of reference model ``name``."""
     if name not in REFERENCE_MODELS:
         raise UnknownNameError(f"unknown reference model {name!r}; expected one of: {', '.join(REFERENCE_MODELS)}")
     return Path(str(resources.files("trustlab.models.weights").joinpath(f"{name}.safetensors")))

@@ -53,6 +53,8 @@ class EstimatorClassifier(BlackBoxClassifier):
 
 
 def read_skops(path: Path, *, allow_untrusted: bool) -> Any:
+    """The estimator in a skops file; types skops does not trust need ``allow_untrusted``. Every failure
+    is a one-line ModelLoadError."""
     try:
         import skops.io as sio
     except ImportError:
@@ -70,6 +72,8 @@ def read_skops(path: Path, *, allow_untrusted: bool) -> Any:
 
 
 def load_skops(path: Path, *, allow_untrusted: bool, batch_size: int, kwargs: dict[str, Any]) -> EstimatorClassifier:
+    """A skops file as a probability-only classifier, identified by the file's sha256; only
+    ``class_names`` is taken from ``kwargs``."""
     estimator = read_skops(path, allow_untrusted=allow_untrusted)
     if not (hasattr(estimator, "predict_proba") and hasattr(estimator, "n_features_in_")):
         raise ModelLoadError(ERR_NOT_CLASSIFIER.format(path=path, kind=type(estimator).__name__))

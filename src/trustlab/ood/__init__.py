@@ -5,8 +5,7 @@ Names are re-exported lazily, so importing ``trustlab.ood`` loads no detector un
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from trustlab.core.lazy import lazy_exports
 
 _EXPORTS = {
     "Detector": "trustlab.ood.base",
@@ -21,16 +20,9 @@ _EXPORTS = {
     "detection_metrics": "trustlab.ood.metrics",
     "build_detectors": "trustlab.ood.evaluate",
     "evaluate_alarm": "trustlab.ood.evaluate",
+    "run_alarm": "trustlab.ood.checks",
+    "fit_guard": "trustlab.ood.checks",
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'trustlab.ood' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -252,11 +252,13 @@ class PosthocDetector(Detector):
 
 
 def list_detectors() -> list[str]:
+    """Names of every registered detector, sorted."""
     _import_detectors()
     return sorted(_DETECTORS)
 
 
 def detector_class(name: str) -> type[Detector]:
+    """The detector class registered as ``name``; an unknown name is a one-line error listing the known ones."""
     _import_detectors()
     if name not in _DETECTORS:
         raise UnknownNameError(f"unknown detector {name!r}; expected one of: {', '.join(sorted(_DETECTORS))}")
@@ -283,6 +285,7 @@ def _import_detectors() -> None:
 
 # ---------------------------------------------------------------------- artefacts -------------
 def detector_metadata(detector: Detector) -> dict[str, str]:
+    """The artefact metadata of a fitted detector: its name, config, input shape and bounds, as JSON."""
     if not detector.fitted:
         raise NotFittedError(ERR_NOT_FITTED.format(name=detector.name))
     spec = {
@@ -297,6 +300,8 @@ def detector_metadata(detector: Detector) -> dict[str, str]:
 def detector_from_metadata(
     spec: dict[str, Any], state: dict[str, torch.Tensor], classifier: Classifier | None, **overrides: Any
 ) -> Detector:
+    """Rebuild a detector from its stored metadata and learned tensors; ``overrides`` change config
+    options (e.g. the score)."""
     detector = make_detector(spec["name"], classifier, **{**spec["config"], **overrides})
     detector.set_fitted(spec["input_shape"], spec["bounds"])  # before the state: modules are built for the shape
     try:

@@ -45,6 +45,8 @@ ROC_POINTS = 101
 
 @dataclass(frozen=True)
 class DetectorSpec:
+    """A parsed ``name[:score][+ic]`` detector spec (see module doc)."""
+
     label: str
     name: str
     score: str | None
@@ -69,6 +71,8 @@ def parse_detector(spec: str) -> DetectorSpec:
 
 @dataclass
 class FittedDetector:
+    """A detector ready to score, its fit time in seconds (None: unknown) and where it came from."""
+
     detector: Detector
     fit_seconds: float | None
     note: str

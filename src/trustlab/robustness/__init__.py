@@ -4,5 +4,26 @@
 * ``search.minimal_eps``: batched per-example bisection for the minimal eps;
 * ``profile``: per-class statistics with bootstrap intervals, and the JSON result;
 * ``regions``: object vs background perturbation via Grad-CAM;
-* ``evaluate.robust_accuracy``: robust accuracy at fixed budgets.
+* ``evaluate.robust_accuracy``: robust accuracy at fixed budgets;
+* ``checks``: the above written into a run directory (what the CLI and the audit call).
 """
+
+from trustlab.core.lazy import lazy_exports
+
+_EXPORTS = {
+    **{name: "trustlab.robustness.attacks" for name in ("APGD", "FGSM", "FMN", "PGD", "Square", "Attack")},
+    "AttackResult": "trustlab.robustness.attacks",
+    "make_attack": "trustlab.robustness.attacks",
+    "minimal_eps": "trustlab.robustness.search",
+    "MinimalEps": "trustlab.robustness.search",
+    "robustness_result": "trustlab.robustness.profile",
+    "RobustnessResult": "trustlab.robustness.profile",
+    "region_search": "trustlab.robustness.regions",
+    "region_result": "trustlab.robustness.regions",
+    "RegionResult": "trustlab.robustness.regions",
+    "robust_accuracy": "trustlab.robustness.evaluate",
+    "RobustAccuracyResult": "trustlab.robustness.evaluate",
+    "run_robustness": "trustlab.robustness.checks",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -30,6 +30,19 @@ def eps_limit(model: Classifier, norm: str) -> float | None:
     return span if norm == "linf" else span * math.sqrt(math.prod(model.input_shape))
 
 
+ERR_UNBOUNDED = (
+    "robustness is measured as a perturbation in input units, which needs bounded inputs such as "
+    "pixels; this model's inputs ({shape}) are unbounded tabular features, where eps in standardised "
+    "units is not built yet"
+)
+
+
+def require_bounded(model: Classifier) -> None:
+    """A one-line error for models without input bounds (tabular), where eps has no fixed scale."""
+    if model.bounds is None:
+        raise InputError(ERR_UNBOUNDED.format(shape=" x ".join(map(str, model.input_shape))))
+
+
 def check_eps(model: Classifier, norm: str, eps: Any, *, option: str = "eps") -> float:
     """``eps`` as a float if it is a usable budget for ``model`` under ``norm``: finite, >= 0 and
     no larger than :func:`eps_limit`; else a one-line InputError naming ``option`` and the range."""
@@ -59,6 +72,8 @@ def check_eps(model: Classifier, norm: str, eps: Any, *, option: str = "eps") ->
 
 @dataclass(frozen=True)
 class RobustAccuracyResult(Result):
+    """Clean accuracy and robust accuracy at each eps of the grid (input units) under one attack."""
+
     kind = "robust_accuracy"
     dataset: str
     split: str

@@ -137,6 +137,8 @@ def robustness_result(
     bootstrap: int = 1000,
     seed: int = 0,
 ) -> RobustnessResult:
+    """The per-class robustness profile of a minimal-eps search, with bootstrap intervals and the
+    robust-accuracy curve."""
     eps_star = search.eps_star.double().numpy()
     labels = search.labels.numpy()
     per_class = class_profile(eps_star, labels, class_names, search.eps_max, samples=bootstrap, seed=seed)

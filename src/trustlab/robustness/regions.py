@@ -110,6 +110,8 @@ def region_result(
     dataset: str = "",
     split: str = "",
 ) -> RegionResult:
+    """Per-class and overall object-vs-background comparison of the three searches of
+    :func:`region_search`."""
     labels = searches["whole"].labels.numpy()
     values = {region: searches[region].eps_star.double().numpy() for region in REGIONS}
     attackable = ~searches["whole"].clean_wrong.numpy()

@@ -40,6 +40,9 @@ METRICS = {
 
 @dataclass(frozen=True)
 class RobustVsNaturalResult(Result):
+    """Per model and input kind (clean, adversarial): accuracy, the mean of each map metric with its
+    95% interval, and a small gallery of maps."""
+
     kind = "robust_vs_natural"
     dataset: str
     models: tuple[str, ...]  # (natural, robust)

@@ -31,6 +31,9 @@ def _check_shape(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 class Generator(nn.Module):
+    """Maps a Gaussian latent to an image (C, 4 * side, 4 * side) in [0, 1] through two transposed
+    convolutions."""
+
     def __init__(self, *, in_channels: int, side: int, latent_dim: int, width: int) -> None:
         super().__init__()
         self.net = nn.Sequential(

@@ -16,6 +16,7 @@ ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, PGD, APGD, F
 
 
 def make_attack(name: str, **hyperparameters: Any) -> Attack:
+    """Build attack ``name`` (``fgsm``, ``pgd``, ``apgd``, ``fmn``, ``square``) with its hyperparameters."""
     if name not in ATTACKS:
         raise UnknownNameError(f"unknown attack {name!r}; expected one of: {', '.join(ATTACKS)}")
     return ATTACKS[name](**hyperparameters)

@@ -53,6 +53,8 @@ def apgd_checkpoints(steps: int) -> list[int]:
 
 
 class APGD(Attack):
+    """Auto-PGD (Croce & Hein, ICML 2020): ``steps`` per restart, ``restarts``, ``rho`` and ``momentum``."""
+
     name = "apgd"
 
     def __init__(

@@ -46,6 +46,8 @@ class AttackResult:
 
 @dataclass
 class Counter:
+    """Examples passed through the model in one attack: forward only, and with a gradient."""
+
     forward: int = 0
     gradient: int = 0
 
@@ -81,6 +83,7 @@ class BatchContext:
 
 
 def lp_norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    """The ``norm`` (L-inf or L2) of each example's perturbation, shape (N,)."""
     flat = delta.flatten(1)
     return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
 

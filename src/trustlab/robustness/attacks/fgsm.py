@@ -14,6 +14,8 @@ from trustlab.robustness.attacks.base import Attack, BatchContext, expand
 
 
 class FGSM(Attack):
+    """FGSM (Goodfellow et al. 2015), optionally with a random start (Wong et al. 2020) and ``step_scale``."""
+
     name = "fgsm"
 
     def __init__(

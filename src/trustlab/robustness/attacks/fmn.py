@@ -47,6 +47,9 @@ from trustlab.robustness.attacks.base import Attack, BatchContext, expand, lp_no
 
 
 class FMN(Attack):
+    """Fast minimum-norm attack (Pintor et al., NeurIPS 2021): ``steps``, step size ``alpha_init`` to
+    ``alpha_final`` and eps change ``gamma_init`` to ``gamma_final``."""
+
     name = "fmn"
     needs_eps = False
 

@@ -16,6 +16,8 @@ from trustlab.robustness.attacks.base import Attack, BatchContext, expand
 
 
 class PGD(Attack):
+    """PGD (Madry et al. 2018): ``steps`` of ``step_size``, ``random_start`` and ``restarts``."""
+
     name = "pgd"
 
     def __init__(

@@ -43,6 +43,8 @@ def square_fraction(p_init: float, iteration: int, queries: int) -> float:
 
 
 class Square(Attack):
+    """Square Attack (Andriushchenko et al., ECCV 2020), L-inf only: ``queries`` per example and ``p_init``."""
+
     name = "square"
     needs_gradients = False
 
