@@ -260,3 +260,17 @@ def test_adversarial_training_from_the_cli(capsys, tmp_path):
     assert code == 0, err
     training = json.loads((tmp_path / "run" / "results.json").read_text())["results"]["training"]
     assert training["adversary"].startswith("FGSM(") and training["adversary_eps"] == 0.1
+
+
+def test_regions_on_a_model_grad_cam_cannot_read_fails_before_any_search(capsys, tmp_path):
+    import torch
+    from torch import nn
+
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval()
+    torch.jit.save(torch.jit.trace(mlp, torch.rand(2, 1, 28, 28)), tmp_path / "mlp.pt")
+    code, _, err = run_cli(
+        capsys, "robustness", "--model", tmp_path / "mlp.pt", "--dataset", "mnist", "--split", "sample",
+        "--mean", "0", "--std", "1", "--regions", "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert_one_line_error(code, err, "--gradcam-layer")
+    assert not (tmp_path / "run").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +120,17 @@ def test_cli_fail_on_red_exits_1_and_bad_options_exit_2(capsys, tmp_path, digits
     code, _, err = run_cli(capsys, *args, "--policy", tmp_path / "policy.toml", "--out", tmp_path / "r3")
     assert_one_line_error(code, err, "green and/or red thresholds only")
     assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()  # nothing written before the checks
+
+
+def test_a_detector_the_user_trained_joins_the_alarm(tmp_path, digits, monkeypatch):
+    from importlib import resources
+
+    monkeypatch.delenv("TRUSTLAB_DATA", raising=False)
+    vae = Path(str(resources.files("trustlab.ood.weights").joinpath("vae_mnist.safetensors")))
+    ctx, planned = prepare(load_reference_model(), digits, profile="quick", detector_files=[vae])
+    planned = [p for p in planned if p.step.name == "alarm"]
+    outcome = run_audit(RunDirectory(tmp_path / "run"), ctx, planned, source="reference model mnist_cnn")
+    alarm = outcome.run.results["alarm-mnist"]
+    assert "vae:vae_mnist" in alarm.detectors and alarm.fit_notes["vae:vae_mnist"].startswith("your detector")
+    with pytest.raises(Exception, match="does not exist|not a trustlab-detector"):
+        prepare(load_reference_model(), digits, profile="quick", detector_files=[tmp_path / "missing.safetensors"])

@@ -77,6 +77,7 @@ class AuditContext:
     profile: Profile
     ood_sets: dict[str, Any] = field(default_factory=dict)  # the user's own OOD inputs (name -> OODSet)
     eps: tuple[float, ...] = ()  # robust-accuracy grid in input units
+    detector_files: tuple[Any, ...] = ()  # detectors the user trained (save_detector files), e.g. a VAE
     data_dir: Any = None
     seed: int = 0
 
@@ -195,6 +196,7 @@ def _alarm(run: Any, ctx: AuditContext) -> list[Result]:
         seed=ctx.seed,
         extra_sets=sets,
         notmnist_split="test" if split_status("notmnist", "test", root=ctx.data_dir) == "available" else "sample",
+        fitted_detectors=user_detectors(ctx),
     )
     return [result]
 
@@ -272,6 +274,22 @@ STEPS = (
 )
 
 
+def user_detectors(ctx: AuditContext) -> dict[str, Any]:
+    """The user's trained detectors (files written by ``trustlab.ood.save_detector``), by file name."""
+    from pathlib import Path
+
+    from trustlab.ood.base import load_detector
+    from trustlab.ood.evaluate import FittedDetector
+
+    found = {}
+    for path in ctx.detector_files:
+        detector = load_detector(path, classifier=ctx.classifier)
+        found[f"{detector.name}:{Path(path).stem}"] = FittedDetector(
+            detector, None, f"your detector from {Path(path).name}"
+        )
+    return found
+
+
 def generic_ood_sets(ctx: AuditContext, evaluation_x: torch.Tensor) -> dict[str, Any]:
     """OOD sets for any input shape: noise of the model's shape and corruptions of held-out
     in-distribution inputs for images (plus the full MNIST suite for 1 x 28 x 28 greyscale, added
@@ -343,6 +361,7 @@ def fingerprint(ctx: AuditContext) -> dict[str, Any]:
         "profile": ctx.profile.name,
         "eps": list(ctx.eps),
         "ood": sorted(ctx.ood_sets),
+        "detectors": [str(p) for p in ctx.detector_files],
         "seed": ctx.seed,
     }
 

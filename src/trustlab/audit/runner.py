@@ -36,6 +36,7 @@ def prepare(
     profile: str = "standard",
     eps: Sequence[float] | None = None,
     ood_sets: dict[str, Any] | None = None,
+    detector_files: Sequence[Any] = (),
     data_dir: Any = None,
     seed: int = 0,
 ) -> tuple[AuditContext, list[PlannedStep]]:
@@ -48,12 +49,17 @@ def prepare(
     classifier.validate_labels(data.y, len(data))
     for name, ood in (ood_sets or {}).items():
         classifier.validate(ood.x, name=f"OOD inputs {name}")
+    for path in detector_files:  # a detector file that does not load, or does not fit the data, fails here
+        from trustlab.ood.base import load_detector
+
+        load_detector(path, classifier=classifier).validate(data.x[:1])
     ctx = AuditContext(
         classifier=classifier,
         data=data,
         profile=PROFILES[profile],
         ood_sets=dict(ood_sets or {}),
         eps=eps_grid(classifier, eps),
+        detector_files=tuple(detector_files),
         data_dir=data_dir,
         seed=seed,
     )

@@ -80,6 +80,13 @@ def run_and_report(run, ctx, planned, *, source: str, policy, title: str, fail_o
     help="your own out-of-distribution inputs: .npy, or .npz with array x (repeatable)",
 )
 @click.option(
+    "--detector",
+    "detector_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="a detector you trained (e.g. a VAE saved with trustlab.ood.save_detector), added to the alarm (repeatable)",
+)
+@click.option(
     "--profile", type=click.Choice(["quick", "standard", "full"]), default="standard", show_default=True,
     help="depth: quick (~1 min for MNIST-sized data), standard (~10 min), full",
 )  # fmt: skip
@@ -97,8 +104,8 @@ def run_and_report(run, ctx, planned, *, source: str, policy, title: str, fail_o
 @out_option("runs/audit", "run directory (re-running the same command resumes)")
 @data_dir_option
 def audit(
-    model, arch, allow_pickle, dataset, split, ood_files, profile, eps, policy, fail_on, seed, batch_size, out,
-    data_dir,
+    model, arch, allow_pickle, dataset, split, ood_files, detector_files, profile, eps, policy, fail_on, seed,
+    batch_size, out, data_dir,
 ) -> None:  # fmt: skip
     """Audit a model on every axis that applies and write one report that opens with a trust scorecard."""
     from trustlab.audit.runner import prepare
@@ -113,7 +120,10 @@ def audit(
     for path in ood_files:
         x, _ = read_inputs((path,), classifier.input_shape)
         ood[path.stem] = OODSet(path.stem, x.float(), f"your inputs from {path.name}")
-    ctx, planned = prepare(classifier, data, profile=profile, eps=eps, ood_sets=ood, data_dir=data_dir, seed=seed)
+    ctx, planned = prepare(
+        classifier, data, profile=profile, eps=eps, ood_sets=ood, detector_files=detector_files, data_dir=data_dir,
+        seed=seed,
+    )  # fmt: skip
     run = new_run(out, seed=seed)
     run_and_report(run, ctx, planned, source=source, policy=policy, title="trustlab audit", fail_on=fail_on)
 

@@ -66,6 +66,10 @@ def robustness(
     options = {"norm": norm, "steps": steps, "step_size": step_size, "restarts": restarts, "queries": queries}
     attack = build_attack(attack_name, options)
     require_bounded(classifier)
+    if regions:  # Grad-CAM must be able to read the model before any search runs
+        from trustlab.models.probe import gradcam_layer, hookable
+
+        gradcam_layer(hookable(classifier))
     check_eps(classifier, attack.norm, eps_max, option="--eps-max")  # before any work, not after the accuracy
     for budget in fixed_eps:
         check_eps(classifier, attack.norm, budget, option="--eps")

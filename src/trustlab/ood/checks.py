@@ -68,9 +68,11 @@ def run_alarm(
     seed: int = 0,
     notmnist_split: str = "test",
     extra_sets: dict[str, Any] | None = None,
+    fitted_detectors: dict[str, Any] | None = None,
 ) -> AlarmResult:
     """Fit, calibrate and evaluate ``detectors`` (default: :func:`default_detectors`) into ``run``.
-    The built-in OOD suite is used for 1 x 28 x 28 inputs; ``extra_sets`` are the user's own."""
+    The built-in OOD suite is used for 1 x 28 x 28 inputs; ``extra_sets`` are the user's own;
+    ``fitted_detectors`` (label -> FittedDetector) are detectors the user trained already."""
     detectors = list(detectors or default_detectors(classifier))
     for spec in detectors:
         parse_detector(spec)  # a typo fails before anything is fitted
@@ -88,6 +90,7 @@ def run_alarm(
     key = f"alarm-{evaluation.name}"
     with run.timed(key):
         fitted = build_detectors(detectors, classifier=classifier, train=train, pretrained=pretrained)
+        fitted.update(fitted_detectors or {})
         result = evaluate_alarm(
             fitted,
             calibration=calibration,
