@@ -91,7 +91,10 @@ def test_audit_of_a_scikit_learn_model_saved_with_skops(tmp_path, reference_data
     outcome = run_audit(RunDirectory(tmp_path / "run"), ctx, planned, source="pima.skops")
     assert {g.axis for g in outcome.scorecard.gates} == {"accuracy", "OOD alarm"}
     assert "tabular inputs" in outcome.scorecard.skipped["adversarial robustness"]
-    assert outcome.run.results["alarm-pima"].detectors == ("msp", "energy", "maxlogit")  # no features to read
+    alarm = outcome.run.results["alarm-pima"]
+    assert alarm.detectors == ("msp", "energy", "maxlogit")  # no features to read, and the report says why
+    assert alarm.notes and "feature-space detectors (mahalanobis, knn) left out" in alarm.notes[0]
+    assert "feature-space detectors (mahalanobis, knn) left out" in outcome.report.read_text()
     (tmp_path / "junk.skops").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ModelLoadError, match="is not a readable skops file"):
         load_model(tmp_path / "junk.skops")

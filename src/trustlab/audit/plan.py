@@ -180,7 +180,8 @@ def _alarm(run: Any, ctx: AuditContext) -> list[Result]:
     calibration, evaluation = rest[first], rest[second]
     from trustlab.ood.checks import LOGIT_DETECTORS, features_unavailable
 
-    posthoc = LOGIT_DETECTORS if features_unavailable(ctx.classifier) else POSTHOC_DETECTORS
+    unreadable = features_unavailable(ctx.classifier)
+    posthoc = LOGIT_DETECTORS if unreadable else POSTHOC_DETECTORS
     detectors = list(posthoc) + (["vae:recon"] if ctx.profile.generative and ctx.is_image else [])
     sets = {**generic_ood_sets(ctx, data.x[evaluation]), **ctx.ood_sets}
     result = run_alarm(
@@ -197,6 +198,7 @@ def _alarm(run: Any, ctx: AuditContext) -> list[Result]:
         extra_sets=sets,
         notmnist_split="test" if split_status("notmnist", "test", root=ctx.data_dir) == "available" else "sample",
         fitted_detectors=user_detectors(ctx),
+        notes=(unreadable,) if unreadable else (),
     )
     return [result]
 

@@ -69,6 +69,7 @@ def run_alarm(
     notmnist_split: str = "test",
     extra_sets: dict[str, Any] | None = None,
     fitted_detectors: dict[str, Any] | None = None,
+    notes: tuple[str, ...] = (),
 ) -> AlarmResult:
     """Fit, calibrate and evaluate ``detectors`` (default: :func:`default_detectors`) into ``run``.
     The built-in OOD suite is used for 1 x 28 x 28 inputs; ``extra_sets`` are the user's own;
@@ -99,6 +100,7 @@ def run_alarm(
             alpha=alpha,
             dataset=f"{evaluation.name}/{evaluation.split} (held out)",
             train_dataset=f"{train.name}/{train.split}",
+            notes=notes,
         )
     return run.add(key, result)
 

@@ -185,6 +185,7 @@ class AlarmResult(Result):
     histograms: dict[str, ScoreHistogram]
     roc_grid: tuple[float, ...]
     roc: dict[str, dict[str, tuple[float, ...]]]  # detector -> set -> detection rate on roc_grid
+    notes: tuple[str, ...] = ()  # what the reader should know, e.g. why some detectors were left out
 
     def best(self, ood_set: str | None = None, metric: str = "auroc") -> str:
         """The detector with the highest ``metric`` on ``ood_set`` (default: the focus set)."""
@@ -230,6 +231,7 @@ def evaluate_alarm(
     alpha: float = 0.05,
     dataset: str = "",
     train_dataset: str = "",
+    notes: tuple[str, ...] = (),
 ) -> AlarmResult:
     """Calibrate each detector on ``calibration`` (held-out in-distribution inputs), measure its
     false alarms on ``evaluation`` (a second held-out split) and its detection of each OOD set."""
@@ -284,4 +286,5 @@ def evaluate_alarm(
         histograms=histograms,
         roc_grid=tuple(grid),
         roc=roc,
+        notes=tuple(notes),
     )

@@ -41,6 +41,7 @@ def _alarm(name: str, result: AlarmResult) -> Section:
             "Best on <b>{}</b>: <b>{}</b>, AUROC {}, {} of OOD inputs accepted at 95% in-distribution accepted."
         ).format(focus, best, fmt.number(best_metrics.auroc, 4), fmt.pct(best_metrics.fpr_ood_accepted_at_95_id)),
     ]
+    paragraphs += [f"Note: {note}." if not note.endswith(".") else f"Note: {note}" for note in result.notes]
     calibration = Table(
         ["detector", "threshold", "realised false alarms (95% CI)", "fit time", "scoring (ms / 1,000 inputs)", "fit"],
         [
