@@ -16,6 +16,7 @@ crafted file cannot run code; every problem with the file is a one-line :class:`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -175,19 +176,23 @@ def dataset_from_npz(
         description += f"; protected attributes: {', '.join(protected)}"
     if ignored:
         description += f"; ignored arrays: {', '.join(ignored)}"
+    return user_file_dataset(path, inputs, torch.from_numpy(labels), names, bounds, description, protected=protected)
+
+
+def user_file_dataset(
+    path: Path,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: tuple[str, ...],
+    bounds: tuple[float, float] | None,
+    description: str,
+    **fields: Any,
+) -> Dataset:
+    """A Dataset read from one user file, named after it, with the file's sha256 as provenance."""
     metadata = DatasetMetadata(
         source=str(path),
         licence="user data",
         description=description,
         files=(FileRecord(path.name, sha256_file(path), False),),
     )
-    return Dataset(
-        path.stem,
-        "file",
-        inputs,
-        torch.from_numpy(labels),
-        names,
-        bounds,
-        metadata,
-        protected=protected,
-    )
+    return Dataset(path.stem, "file", inputs, labels, class_names, bounds, metadata, **fields)

@@ -27,13 +27,11 @@ import pandas as pd
 import torch
 
 from trustlab.core.exceptions import DataFormatError, DataNotFoundError, InputError
-from trustlab.core.files import sha256_file
 from trustlab.core.validate import validate_inputs
+from trustlab.data.arrays import user_file_dataset
 from trustlab.data.dataset import (
     ERR_NO_EXAMPLES,
     Dataset,
-    DatasetMetadata,
-    FileRecord,
     ProtectedAttribute,
     input_bounds,
 )
@@ -197,20 +195,7 @@ def dataset_from_csv(
     description = f"CSV file: {len(features)} numeric features, label column {label_column!r}"
     if attributes:
         description += f", protected attributes {', '.join(attributes)}"
-    metadata = DatasetMetadata(
-        source=str(path),
-        licence="user data",
-        description=description,
-        files=(FileRecord(path.name, sha256_file(path), False),),
-    )
-    return Dataset(
-        path.stem,
-        "file",
-        inputs,
-        torch.from_numpy(y),
-        names,
-        bounds,
-        metadata,
-        feature_names=tuple(features),
-        protected=attributes,
+    labels = torch.from_numpy(y)
+    return user_file_dataset(
+        path, inputs, labels, names, bounds, description, feature_names=tuple(features), protected=attributes
     )
