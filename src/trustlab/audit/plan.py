@@ -85,8 +85,13 @@ class AuditContext:
     def is_image(self) -> bool:
         return len(self.classifier.input_shape) == 3 and self.classifier.bounds is not None
 
-    def first(self, count: int | None) -> Any:
-        return self.data if count is None or count >= len(self.data) else self.data.subset(slice(0, count))
+    def sample(self, count: int | None) -> Any:
+        """``count`` examples drawn at random (seeded, kept in data order), or all of them: data
+        sets are often ordered by class, and the first examples would be a biased sample."""
+        if count is None or count >= len(self.data):
+            return self.data
+        generator = torch.Generator().manual_seed(self.seed)
+        return self.data.subset(torch.randperm(len(self.data), generator=generator)[:count].sort().values)
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,7 @@ def _robustness(run: Any, ctx: AuditContext) -> list[Result]:
 
     low, high = ctx.classifier.bounds
     return run_robustness(
-        run, ctx.classifier, ctx.first(ctx.profile.search_examples), FGSM(), eps_max=0.5 * (high - low)
+        run, ctx.classifier, ctx.sample(ctx.profile.search_examples), FGSM(), eps_max=0.5 * (high - low)
     )
 
 
@@ -154,7 +159,7 @@ def _robust_accuracy(run: Any, ctx: AuditContext) -> list[Result]:
 
     attack = APGD(steps=ctx.profile.apgd_steps)
     return run_robustness(
-        run, ctx.classifier, ctx.first(ctx.profile.apgd_examples), attack, search=False, fixed_eps=ctx.eps
+        run, ctx.classifier, ctx.sample(ctx.profile.apgd_examples), attack, search=False, fixed_eps=ctx.eps
     )
 
 
@@ -163,14 +168,14 @@ def _regions(run: Any, ctx: AuditContext) -> list[Result]:
     from trustlab.robustness.checks import run_robustness
 
     low, high = ctx.classifier.bounds
-    data = ctx.first(ctx.profile.region_examples)
+    data = ctx.sample(ctx.profile.region_examples)
     return run_robustness(run, ctx.classifier, data, FGSM(), search=False, regions=True, eps_max=0.5 * (high - low))
 
 
 def _alarm(run: Any, ctx: AuditContext) -> list[Result]:
     from trustlab.data.registry import split_status
     from trustlab.ood.calibration import split_holdout
-    from trustlab.ood.checks import run_alarm
+    from trustlab.ood.checks import LOGIT_DETECTORS, features_unavailable, run_alarm
 
     data = ctx.data
     fit, rest = split_holdout(len(data), fraction=0.4, seed=ctx.seed)
@@ -178,8 +183,6 @@ def _alarm(run: Any, ctx: AuditContext) -> list[Result]:
     # conformal guarantee needs calibration and evaluation inputs drawn alike
     first, second = split_holdout(len(rest), fraction=0.5, seed=ctx.seed + 1)
     calibration, evaluation = rest[first], rest[second]
-    from trustlab.ood.checks import LOGIT_DETECTORS, features_unavailable
-
     unreadable = features_unavailable(ctx.classifier)
     posthoc = LOGIT_DETECTORS if unreadable else POSTHOC_DETECTORS
     detectors = list(posthoc) + (["vae:recon"] if ctx.profile.generative and ctx.is_image else [])
@@ -209,13 +212,13 @@ def _gallery(run: Any, ctx: AuditContext) -> list[Result]:
     methods = ("saliency", "gradcam", "integrated_gradients", "smoothgrad")
     if _needs_gradcam(ctx) is not None:  # no layer Grad-CAM can read: the other methods still explain
         methods = tuple(m for m in methods if m != "gradcam")
-    return [run_attributions(run, ctx.classifier, ctx.first(ctx.profile.gallery), methods=methods)]
+    return [run_attributions(run, ctx.classifier, ctx.sample(ctx.profile.gallery), methods=methods)]
 
 
 def _sanity(run: Any, ctx: AuditContext) -> list[Result]:
     from trustlab.explain.checks import run_explanation_sanity
 
-    return [run_explanation_sanity(run, ctx.classifier, ctx.first(ctx.profile.sanity_examples), seed=ctx.seed)]
+    return [run_explanation_sanity(run, ctx.classifier, ctx.sample(ctx.profile.sanity_examples), seed=ctx.seed)]
 
 
 def _search_cost(ctx: AuditContext, count: int | None) -> float:
