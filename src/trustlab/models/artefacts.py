@@ -255,7 +255,10 @@ def _load_onnx(path: Path, input_shape, batch_size, kwargs) -> Classifier:
     from trustlab.models.onnx_reader import read_onnx
 
     module, declared = read_onnx(path)
-    return _classifier(module, path, declared or input_shape, batch_size, kwargs)
+    shape = declared or input_shape
+    if shape is not None and len(shape) == 1:  # tabular features: no pixel bounds unless the caller says
+        kwargs = {"bounds": None, **kwargs}
+    return _classifier(module, path, shape, batch_size, kwargs)
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -5,8 +5,10 @@ trustlab converts ONNX graphs itself rather than through onnx2torch, which requi
 Conv (2-D), Gemm, MatMul, Add, Sub, Mul, Div, Relu, LeakyRelu, Sigmoid, Tanh, MaxPool,
 AveragePool, GlobalAveragePool, GlobalMaxPool, BatchNormalization, Flatten, Reshape, Softmax,
 LogSoftmax, Identity, Dropout, Constant, and the shape arithmetic exporters write for
-``x.view(x.size(0), -1)`` (Shape, Gather, Unsqueeze, Concat). Any other operator is named in a
-one-line error.
+``x.view(x.size(0), -1)`` (Shape, Gather, Unsqueeze, Concat). From scikit-learn's exporter
+(skl2onnx, domain ai.onnx.ml): Scaler, LinearClassifier, Normalizer, Cast and ZipMap, so linear models and
+pipelines with a scaler convert too; such a graph gives probabilities (and labels), and the
+module returns their logarithm as its logits. Any other operator is named in a one-line error.
 
 The result, :class:`OnnxGraph`, runs the nodes in the file's (topological) order. Each node is a
 submodule named after the scope the exporter recorded (``/features/features.0/Conv`` becomes
@@ -32,6 +34,9 @@ from trustlab.core.exceptions import ModelLoadError
 
 ERR_MISSING = 'reading ONNX models needs the onnx package: pip install "trustlab[onnx]"'
 ONNX_DOMAINS = ("", "ai.onnx")
+ML_DOMAIN = "ai.onnx.ml"
+ML_OPS = ("Scaler", "LinearClassifier", "Normalizer", "ZipMap")
+ONNX_TYPES = {1: torch.float32, 6: torch.int32, 7: torch.int64, 9: torch.bool, 10: torch.float16, 11: torch.float64}
 
 
 class OnnxOp(nn.Module):
@@ -279,6 +284,67 @@ def _binary(fn: Callable[..., Any]):
     return lambda node, attrs, inputs, const: _op(node, fn, inputs[:2], const)
 
 
+def _scaler(node, attrs, inputs, const):
+    offset = torch.tensor(attrs.get("offset", [0.0]), dtype=torch.float32)
+    scale = torch.tensor(attrs.get("scale", [1.0]), dtype=torch.float32)
+    return _op(node, lambda x: (x.float() - offset.to(x.device)) * scale.to(x.device), inputs, const)
+
+
+def _linear_classifier(node, attrs, inputs, const):
+    """ai.onnx.ml LinearClassifier: scores X W^T + b, [-s, s] for one row of two classes, then
+    its post-transform; the step's output is the scores (the label output is not used)."""
+    labels = attrs.get("classlabels_ints") or attrs.get("classlabels_strings") or []
+    intercepts = torch.tensor(attrs.get("intercepts", [0.0]), dtype=torch.float32)
+    weights = torch.tensor(attrs["coefficients"], dtype=torch.float32).reshape(len(intercepts), -1)
+    transform = attrs.get("post_transform", b"NONE")
+    transform = transform.decode() if isinstance(transform, bytes) else str(transform)
+    if transform not in ("NONE", "LOGISTIC", "SOFTMAX"):
+        raise _Unsupported(f"post_transform {transform}")
+    linear = nn.Linear(weights.shape[1], weights.shape[0])
+    with torch.no_grad():
+        linear.weight.copy_(weights)
+        linear.bias.copy_(intercepts)
+
+    class Scores(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            scores = self.linear(x.float())
+            if scores.shape[1] == 1 and len(labels) == 2:
+                scores = torch.cat([-scores, scores], dim=1)
+            if transform == "LOGISTIC":
+                return torch.sigmoid(scores)
+            return torch.softmax(scores, dim=1) if transform == "SOFTMAX" else scores
+
+    return Scores(), inputs[:1]
+
+
+def _normalizer(node, attrs, inputs, const):
+    norm = attrs.get("norm", b"MAX")
+    norm = norm.decode() if isinstance(norm, bytes) else str(norm)
+    if norm not in ("MAX", "L1", "L2"):
+        raise _Unsupported(f"norm {norm}")
+
+    def normalise(x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if norm == "MAX":
+            size = x.amax(dim=1, keepdim=True)
+        else:
+            size = x.abs().sum(1, keepdim=True) if norm == "L1" else x.norm(dim=1, keepdim=True)
+        return x / size.clamp_min(1e-30)
+
+    return _op(node, normalise, inputs, const)
+
+
+def _cast(node, attrs, inputs, const):
+    dtype = ONNX_TYPES.get(int(attrs.get("to", 1)))
+    if dtype is None:
+        raise _Unsupported(f"cast to ONNX type {attrs.get('to')}")
+    return _op(node, lambda x: x.to(dtype), inputs, const)
+
+
 def _module(factory: Callable[[dict[str, Any]], nn.Module]):
     return lambda node, attrs, inputs, const: (factory(attrs), inputs[:1])
 
@@ -308,9 +374,50 @@ CONVERTERS: dict[str, Callable[..., tuple[nn.Module, list[str]]]] = {
     "Gather": _gather,
     "Unsqueeze": _unsqueeze,
     "Concat": _concat,
+    "Scaler": _scaler,
+    "LinearClassifier": _linear_classifier,
+    "Cast": _cast,
+    "Normalizer": _normalizer,
 }
 WITH_OPSET = {"Softmax": _softmax(log=False), "LogSoftmax": _softmax(log=True)}
-SUPPORTED = sorted([*CONVERTERS, *WITH_OPSET, "Constant"])
+SUPPORTED = sorted([*CONVERTERS, *WITH_OPSET, "Constant", "ZipMap"])
+
+
+def _needed(graph: Any, output: str) -> set[str]:
+    """Names of the values ``output`` depends on (itself included), walking the graph back."""
+    producers = {o: n for n in graph.node for o in n.output}
+    needed, pending = set(), [output]
+    while pending:
+        name = pending.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        if name in producers:
+            pending.extend(i for i in producers[name].input if i)
+    return needed
+
+
+def _probability_output(graph: Any) -> tuple[str, bool]:
+    """The graph output a classifier's scores come from, and whether it holds probabilities.
+    One output: itself. scikit-learn's two (label, probabilities): the probabilities, read
+    before a ZipMap turns them into a list of dictionaries."""
+    if len(graph.output) == 1:
+        return graph.output[0].name, False
+    producers = {o: n for n in graph.node for o in n.output}
+    floats = [o.name for o in graph.output if o.type.tensor_type.elem_type in (1, 11) or o.name in producers
+              and producers[o.name].op_type == "ZipMap"]  # fmt: skip
+    if len(graph.output) != 2 or len(floats) != 1:
+        raise _Unsupported("a classifier must give one output, or a label and probabilities")
+    name = floats[0]
+    if name in producers and producers[name].op_type == "ZipMap":
+        name = producers[name].input[0]  # the tensor before it became dictionaries
+    node = producers.get(name)  # probabilities? walk back through what keeps them so, to the scores
+    while node is not None and node.op_type in ("Cast", "Identity", "Normalizer"):
+        node = producers.get(node.input[0])
+    if node is not None and node.op_type == "LinearClassifier":
+        transform = next((a.s for a in node.attribute if a.name == "post_transform"), b"NONE")
+        return name, transform != b"NONE"
+    return name, node is not None and node.op_type == "Softmax"
 
 
 # ---------------------------------------------------------------------- reading ------------------
@@ -356,12 +463,23 @@ def read_onnx(path: Path) -> tuple[nn.Module, tuple[int, ...] | None]:
         t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer
     }
     inputs = [i for i in graph.input if i.name not in constants]
-    if len(inputs) != 1 or len(graph.output) != 1:
+    try:
+        output, probabilities = _probability_output(graph)
+    except _Unsupported:
+        output, probabilities = "", False
+    if len(inputs) != 1 or not output:
         raise ModelLoadError(
-            f"{path}: a classifier must take one input and give one output, this graph has "
-            f"{len(inputs)} and {len(graph.output)}"
+            f"{path}: a classifier must take one input and give one output (or a label and probabilities), "
+            f"this graph has {len(inputs)} and {len(graph.output)}"
         )
-    unknown = sorted({n.op_type for n in graph.node if n.op_type not in SUPPORTED or n.domain not in ONNX_DOMAINS})
+    unknown = sorted(
+        {
+            n.op_type
+            for n in graph.node
+            if n.op_type not in SUPPORTED
+            or n.domain not in (*ONNX_DOMAINS, *((ML_DOMAIN,) if n.op_type in ML_OPS else ()))
+        }
+    )
     if unknown:
         raise ModelLoadError(
             f"{path} uses ONNX operators trustlab cannot convert: {', '.join(unknown)} "
@@ -369,10 +487,19 @@ def read_onnx(path: Path) -> tuple[nn.Module, tuple[int, ...] | None]:
         )
     steps: list[tuple[str, nn.Module, list[str], str]] = []
     taken: set[str] = set()
+    needed = _needed(graph, output)
     for index, node in enumerate(graph.node):
+        if not needed & set(node.output):  # e.g. the label branch of a scikit-learn classifier
+            continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "Constant":
             constants[node.output[0]] = _constant(attrs, numpy_helper)
+            continue
+        if node.op_type == "ZipMap":  # probabilities as dictionaries: the tensor before it is the output
+            continue
+        if node.op_type == "LinearClassifier":  # outputs: label (unused here), scores
+            module, runtime = _linear_classifier(node, attrs, list(node.input), constants.get)
+            steps.append((_layer_name(node, index, taken), module, runtime, node.output[1]))
             continue
         if len(node.output) > 1 and any(node.output[1:]):
             used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
@@ -387,7 +514,12 @@ def read_onnx(path: Path) -> tuple[nn.Module, tuple[int, ...] | None]:
         except _Unsupported as exc:
             raise ModelLoadError(f"{path}: {node.op_type} node {node.name!r} is not supported ({exc})") from None
         steps.append((_layer_name(node, index, taken), module, runtime, node.output[0]))
-    module = OnnxGraph(inputs[0].name, graph.output[0].name, steps).eval()
+    if probabilities:  # logits for the Classifier contract: log-probabilities keep argmax and softmax
+        steps.append(
+            ("log_probabilities", OnnxOp("Log", lambda p: p.clamp_min(1e-12).log(), ["arg"]), [output], "logits")
+        )
+        output = "logits"
+    module = OnnxGraph(inputs[0].name, output, steps).eval()
     dims = inputs[0].type.tensor_type.shape.dim
     declared = tuple(int(d.dim_value) for d in dims[1:])
     fixed = len(dims) > 1 and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[1:])
