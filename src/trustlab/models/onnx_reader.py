@@ -5,7 +5,9 @@ trustlab converts ONNX graphs itself rather than through onnx2torch, which requi
 Conv (2-D), Gemm, MatMul, Add, Sub, Mul, Div, Relu, LeakyRelu, Sigmoid, Tanh, MaxPool,
 AveragePool, GlobalAveragePool, GlobalMaxPool, BatchNormalization, Flatten, Reshape, Softmax,
 LogSoftmax, Identity, Dropout, Constant, and the shape arithmetic exporters write for
-``x.view(x.size(0), -1)`` (Shape, Gather, Unsqueeze, Concat). From scikit-learn's exporter
+``x.view(x.size(0), -1)`` (Shape, Gather, Unsqueeze, Concat, Slice, Transpose). Keras/TensorFlow
+graphs (tf2onnx) take N x H x W x C images: they are wrapped (:class:`ChannelsLast`) so the
+classifier takes N x C x H x W like every other. From scikit-learn's exporter
 (skl2onnx, domain ai.onnx.ml): Scaler, LinearClassifier, Normalizer, Cast and ZipMap, so linear models and
 pipelines with a scaler convert too; such a graph gives probabilities (and labels), and the
 module returns their logarithm as its logits. Any other operator is named in a one-line error.
@@ -280,6 +282,29 @@ def _concat(node, attrs, inputs, const):
     return _op(node, lambda *parts: torch.cat(parts, dim=axis), inputs, const)
 
 
+def _transpose(node, attrs, inputs, const):
+    perm = attrs.get("perm")
+    return _op(node, lambda x: x.permute(*perm) if perm else x.permute(*reversed(range(x.ndim))), inputs[:1], const)
+
+
+def _slice(node, attrs, inputs, const):
+    """Slice (opset 10+): starts, ends and optional axes and steps as (constant or computed) inputs."""
+
+    def slice_(data, starts, ends, axes=None, steps=None):
+        starts, ends = starts.tolist(), ends.tolist()
+        axes = list(range(len(starts))) if axes is None else axes.tolist()
+        steps = [1] * len(starts) if steps is None else steps.tolist()
+        index = [slice(None)] * data.ndim
+        for start, end, axis, step in zip(starts, ends, axes, steps):
+            if step < 1:
+                raise _Unsupported("negative Slice steps")
+            size = data.shape[axis]
+            index[axis] = slice(max(-size, min(start, size)), max(-size, min(end, size)), step)
+        return data[tuple(index)]
+
+    return _op(node, slice_, inputs[:5], const)
+
+
 def _binary(fn: Callable[..., Any]):
     return lambda node, attrs, inputs, const: _op(node, fn, inputs[:2], const)
 
@@ -374,6 +399,8 @@ CONVERTERS: dict[str, Callable[..., tuple[nn.Module, list[str]]]] = {
     "Gather": _gather,
     "Unsqueeze": _unsqueeze,
     "Concat": _concat,
+    "Transpose": _transpose,
+    "Slice": _slice,
     "Scaler": _scaler,
     "LinearClassifier": _linear_classifier,
     "Cast": _cast,
@@ -523,7 +550,26 @@ def read_onnx(path: Path) -> tuple[nn.Module, tuple[int, ...] | None]:
     dims = inputs[0].type.tensor_type.shape.dim
     declared = tuple(int(d.dim_value) for d in dims[1:])
     fixed = len(dims) > 1 and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[1:])
+    if fixed and _channels_last(declared):
+        return ChannelsLast(module), (declared[2], declared[0], declared[1])
     return module, declared if fixed else None
+
+
+def _channels_last(shape: tuple[int, ...]) -> bool:
+    """An image input declared H x W x C (Keras's and TensorFlow's layout)."""
+    return len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] > 4 and shape[1] > 4
+
+
+class ChannelsLast(nn.Module):
+    """A model taking N x H x W x C images (Keras, TensorFlow) seen as one taking N x C x H x W,
+    the layout every trustlab check uses."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.permute(0, 2, 3, 1))
 
 
 def _constant(attrs: dict[str, Any], numpy_helper: Any) -> torch.Tensor:
