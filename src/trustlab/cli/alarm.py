@@ -137,8 +137,7 @@ def alarm_evaluate(
     MNIST-like models (1 x 28 x 28) get the built-in OOD sets; any model can be tested on its own
     OOD inputs with --ood-file. Default detectors: all for images of that shape, else post-hoc ones.
     """
-    from trustlab.data.io import read_inputs
-    from trustlab.data.ood_sets import OODSet
+    from trustlab.data.io import ood_sets_from_files
     from trustlab.ood.checks import run_alarm
     from trustlab.ood.evaluate import parse_detector
 
@@ -151,10 +150,7 @@ def alarm_evaluate(
     run.describe_model(classifier, source=source)
     for data in (train, calibration):
         run.describe_data(data)
-    extra = {}
-    for path in ood_files:
-        x, _ = read_inputs((path,), classifier.input_shape)
-        extra[path.stem] = OODSet(path.stem, x.float(), f"your inputs from {path.name}")
+    extra = ood_sets_from_files(ood_files, classifier.input_shape)
     result = run_alarm(
         run,
         classifier,

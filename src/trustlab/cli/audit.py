@@ -110,16 +110,12 @@ def audit(
     """Audit a model on every axis that applies and write one report that opens with a trust scorecard."""
     from trustlab.audit.runner import prepare
     from trustlab.audit.scorecard import load_policy
-    from trustlab.data.io import read_inputs
-    from trustlab.data.ood_sets import OODSet
+    from trustlab.data.io import ood_sets_from_files
 
     load_policy(policy)  # a bad policy is reported before anything is loaded
     data = open_data(dataset, split, data_dir)
     classifier, source = open_model(model, arch, allow_pickle, data.input_shape, batch_size)
-    ood = {}
-    for path in ood_files:
-        x, _ = read_inputs((path,), classifier.input_shape)
-        ood[path.stem] = OODSet(path.stem, x.float(), f"your inputs from {path.name}")
+    ood = ood_sets_from_files(ood_files, classifier.input_shape)
     ctx, planned = prepare(
         classifier, data, profile=profile, eps=eps, ood_sets=ood, detector_files=detector_files, data_dir=data_dir,
         seed=seed,

@@ -159,3 +159,14 @@ def _read_image(path: Path, input_shape: tuple[int, ...]) -> torch.Tensor:
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(pixels))
+
+
+def ood_sets_from_files(paths: Sequence[Path], input_shape: tuple[int, ...]) -> dict:
+    """The user's own out-of-distribution inputs, one OOD set per file (named by the file's stem)."""
+    from trustlab.data.ood_sets import OODSet
+
+    sets = {}
+    for path in map(Path, paths):
+        x, _ = read_inputs((path,), input_shape)
+        sets[path.stem] = OODSet(path.stem, x.float(), f"your inputs from {path.name}")
+    return sets
