@@ -100,8 +100,7 @@ def _check_scorecard(section, card):
     rows = section.tables[0].rows
     assert [r[1] for r in rows[: len(card.gates)]] == [g.name for g in card.gates]
     assert [str(r[4]) for r in rows[: len(card.gates)]] == [
-        f'<span class="verdict {g.verdict}">{g.verdict}</span>' if g.verdict != "n/a" else str(r[4])
-        for g, r in zip(card.gates, rows)
+        f'<span class="verdict {"na" if g.verdict == "n/a" else g.verdict}">{g.verdict}</span>' for g in card.gates
     ]
     for row, gate in zip(rows, card.gates):
         if gate.unit.startswith("share"):
