@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
+from tabular_helpers import synthetic_tabular
 from trustlab.core.exceptions import InputError
 from trustlab.core.results import Result
-from trustlab.data.dataset import Dataset, DatasetMetadata
+from trustlab.data.dataset import Dataset
 from trustlab.data.registry import load_dataset
 from trustlab.explain.tabular import (
     TabularExplanationResult,
@@ -41,20 +41,8 @@ def result(pima) -> TabularExplanationResult:
     return tabular_explanations(pima[0], pima[1], n_rows=3, background=50, lime_samples=1000, seed=0)
 
 
-def _synthetic(n: int = 300, features: int = 4, seed: int = 0) -> Dataset:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, features)).astype(np.float32)
-    y = (x[:, 2] > 0).astype(np.int64)
-    return Dataset(
-        "synthetic",
-        "train",
-        torch.from_numpy(x),
-        torch.from_numpy(y),
-        ("no", "yes"),
-        None,
-        DatasetMetadata("test", "none", "feature 2 decides"),
-        feature_names=tuple(f"f{i}" for i in range(features)),
-    )
+def _synthetic() -> Dataset:
+    return synthetic_tabular(300, 4, decisive=2)
 
 
 class _OnlyFeatureTwo:

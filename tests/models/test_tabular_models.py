@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from tabular_helpers import synthetic_tabular
 from trustlab.core.exceptions import InputError
-from trustlab.data.dataset import Dataset, DatasetMetadata
+from trustlab.data.dataset import Dataset
 from trustlab.data.registry import load_dataset
 from trustlab.models.tabular import (
     MODEL_KINDS,
@@ -20,20 +20,8 @@ from trustlab.models.tabular import (
 )
 
 
-def _synthetic(n: int = 200, features: int = 3, seed: int = 0, labels: np.ndarray | None = None) -> Dataset:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, features)).astype(np.float32)
-    y = (x[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(np.int64) if labels is None else labels
-    return Dataset(
-        "synthetic",
-        "train",
-        torch.from_numpy(x),
-        torch.from_numpy(y),
-        ("no", "yes"),
-        None,
-        DatasetMetadata("test", "none", "feature 0 mostly decides"),
-        feature_names=tuple(f"f{i}" for i in range(features)),
-    )
+def _synthetic(labels: np.ndarray | None = None) -> Dataset:
+    return synthetic_tabular(200, 3, decisive=0, noise=0.5, labels=labels)
 
 
 class _ProbabilityOnly:
