@@ -252,13 +252,16 @@ def unflattened(program: Any) -> nn.Module:
 
 
 def _load_onnx(path: Path, input_shape, batch_size, kwargs) -> Classifier:
-    from trustlab.models.onnx_reader import read_onnx
+    from trustlab.models.onnx_reader import gives_gradients, read_onnx
 
     module, declared = read_onnx(path)
     shape = declared or input_shape
     if shape is not None and len(shape) == 1:  # tabular features: no pixel bounds unless the caller says
         kwargs = {"bounds": None, **kwargs}
-    return _classifier(module, path, shape, batch_size, kwargs)
+    classifier = _classifier(module, path, shape, batch_size, kwargs)
+    if not gives_gradients(module):  # a tree ensemble: probabilities only, gradient checks are skipped
+        classifier.requires_gradients = False
+    return classifier
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

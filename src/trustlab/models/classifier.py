@@ -211,6 +211,7 @@ class Classifier:
             config=self.config,
         )
         twin.normalisation_recorded = self.normalisation_recorded
+        twin.requires_gradients = self.requires_gradients  # a tree ensemble's copy has none either
         twin.layer_names = dict(self.layer_names)
         return twin
 

@@ -8,16 +8,20 @@ LogSoftmax, Identity, Dropout, Constant, and the shape arithmetic exporters writ
 ``x.view(x.size(0), -1)`` (Shape, Gather, Unsqueeze, Concat, Slice, Transpose). Keras/TensorFlow
 graphs (tf2onnx) take N x H x W x C images: they are wrapped (:class:`ChannelsLast`) so the
 classifier takes N x C x H x W like every other. From scikit-learn's exporter
-(skl2onnx, domain ai.onnx.ml): Scaler, LinearClassifier, Normalizer, Cast and ZipMap, so linear models and
-pipelines with a scaler convert too; such a graph gives probabilities (and labels), and the
-module returns their logarithm as its logits. Any other operator is named in a one-line error.
+(skl2onnx, domain ai.onnx.ml): Scaler, LinearClassifier, TreeEnsembleClassifier, Normalizer, Cast
+and ZipMap, so linear models, tree ensembles (decision trees, random forests, extra trees,
+gradient boosting) and pipelines with a scaler convert too; such a graph gives probabilities
+(and labels), and the module returns their logarithm as its logits. Any other operator is named
+in a one-line error.
 
 The result, :class:`OnnxGraph`, runs the nodes in the file's (topological) order. Each node is a
 submodule named after the scope the exporter recorded (``/features/features.0/Conv`` becomes
 ``features_0``), so forward hooks, the layer probe and Grad-CAM see every layer: convolutions
 are ``nn.Conv2d``, ReLUs ``nn.ReLU`` (what guided backpropagation hooks), Gemm with constant
 weights ``nn.Linear``; other operators are :class:`OnnxOp` modules whose ``original_name`` is
-the ONNX operator. Everything is plain torch, so gradients flow to the inputs.
+the ONNX operator. Everything is plain torch, so gradients flow to the inputs, except through
+a tree ensemble (:class:`TreeEnsemble`, all trees evaluated at once): its comparisons have no
+gradients, so :func:`gives_gradients` says False and such a model gives probabilities only.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,7 +42,7 @@ from trustlab.core.exceptions import ModelLoadError
 ERR_MISSING = 'reading ONNX models needs the onnx package: pip install "trustlab[onnx]"'
 ONNX_DOMAINS = ("", "ai.onnx")
 ML_DOMAIN = "ai.onnx.ml"
-ML_OPS = ("Scaler", "LinearClassifier", "Normalizer", "ZipMap")
+ML_OPS = ("Scaler", "LinearClassifier", "TreeEnsembleClassifier", "Normalizer", "ZipMap")
 ONNX_TYPES = {1: torch.float32, 6: torch.int32, 7: torch.int64, 9: torch.bool, 10: torch.float16, 11: torch.float64}
 
 
@@ -346,6 +351,241 @@ def _linear_classifier(node, attrs, inputs, const):
     return Scores(), inputs[:1]
 
 
+# ------------------------------------------------------------------ tree ensembles ---------------
+TREE_BRANCHES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
+TREE_TESTS: dict[int, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    0: torch.le,
+    1: torch.lt,
+    2: torch.ge,
+    3: torch.gt,
+    4: torch.eq,
+    5: torch.ne,
+}
+POST_TRANSFORMS = ("NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO", "PROBIT")
+
+
+class TreeEnsemble(nn.Module):
+    """ai.onnx.ml TreeEnsembleClassifier's scores, all trees at once: a ``[batch, trees]`` tensor of
+    node indices starts at the roots and takes one step down per iteration (leaves point to
+    themselves), ``depth`` iterations in all; the reached leaves' class weights are summed, the
+    base values added, and the post-transform applied. Nodes are buffers: ``feature``,
+    ``threshold``, ``mode`` (index into ``TREE_BRANCHES``), ``true_child``/``false_child``,
+    ``missing_true`` (where a NaN goes), ``roots``, ``leaf_weights`` ([nodes, columns]) and ``base``.
+
+    ``pair`` is "" normally; for two classes scored by one column s it is "one_minus" ([1 - s, s])
+    or "negate" ([-s, s]), applied before the post-transform. Comparisons give no gradients:
+    a graph holding this module gives probabilities only (see :func:`gives_gradients`)."""
+
+    def __init__(
+        self,
+        nodes: dict[str, torch.Tensor],
+        depth: int,
+        leaf_weights: torch.Tensor,
+        base: torch.Tensor,
+        post_transform: str,
+        pair: str = "",
+    ) -> None:
+        super().__init__()
+        self.original_name = "TreeEnsembleClassifier"
+        for name in ("feature", "threshold", "mode", "true_child", "false_child", "missing_true", "roots"):
+            self.register_buffer(name, nodes[name])
+        self.register_buffer("leaf_weights", leaf_weights)
+        self.register_buffer("base", base)
+        self.depth = depth
+        self.post_transform = post_transform
+        self.pair = pair
+        self._tests = sorted({m for m in nodes["mode"].tolist() if m >= 0})  # the comparisons present
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], -1).to(self.threshold.dtype)
+        at = self.roots.expand(x.shape[0], -1)
+        for _ in range(self.depth):
+            values, threshold = x.gather(1, self.feature[at]), self.threshold[at]
+            if len(self._tests) == 1:
+                go_true = TREE_TESTS[self._tests[0]](values, threshold)
+            else:
+                mode = self.mode[at]
+                go_true = torch.zeros_like(values, dtype=torch.bool)
+                for code in self._tests:
+                    go_true |= (mode == code) & TREE_TESTS[code](values, threshold)
+            go_true |= values.isnan() & self.missing_true[at]  # a NaN fails every test but !=
+            at = torch.where(go_true, self.true_child[at], self.false_child[at])
+        scores = self.leaf_weights[at].sum(dim=1) + self.base
+        if self.pair:
+            s = scores[:, 0]
+            scores = torch.stack([1 - s if self.pair == "one_minus" else -s, s], dim=1)
+        return _post_transform(scores, self.post_transform).float()
+
+    def extra_repr(self) -> str:
+        return (
+            f"trees={self.roots.numel()}, nodes={self.feature.numel()}, depth={self.depth}, "
+            f"classes={2 if self.pair else self.leaf_weights.shape[1]}, post_transform={self.post_transform}"
+        )
+
+
+def _post_transform(scores: torch.Tensor, transform: str) -> torch.Tensor:
+    if transform == "LOGISTIC":
+        return torch.sigmoid(scores)
+    if transform == "SOFTMAX":
+        return torch.softmax(scores, dim=1)
+    if transform == "SOFTMAX_ZERO":  # softmax over the non-zero scores; zeros stay (almost) zero
+        top = scores.amax(dim=1, keepdim=True)
+        kept = torch.where(scores.abs() > 1e-7, torch.exp(scores - top), scores * torch.exp(-top))
+        total = kept.sum(dim=1, keepdim=True)
+        return torch.where(total == 0, torch.full_like(kept, 1 / scores.shape[1]), kept / total)
+    if transform == "PROBIT":  # the standard normal quantile (exact; onnxruntime approximates it)
+        return math.sqrt(2) * torch.erfinv(2 * scores - 1)
+    return scores
+
+
+def gives_gradients(module: nn.Module) -> bool:
+    """False when a converted graph holds an operator without gradients (a tree ensemble): its
+    classifier gives probabilities only, and checks that need gradients are skipped."""
+    return not any(isinstance(m, TreeEnsemble) for m in module.modules())
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _numbers(attrs: dict[str, Any], name: str, default: list[float] | None = None) -> np.ndarray:
+    """A float attribute, given as a list or as ``<name>_as_tensor`` (float or double)."""
+    if f"{name}_as_tensor" in attrs:
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(attrs[f"{name}_as_tensor"]).reshape(-1)
+    if name in attrs:
+        return np.asarray(attrs[name], dtype=np.float32)
+    if default is None:
+        raise _Unsupported(f"no {name}")
+    return np.asarray(default, dtype=np.float32)
+
+
+def _tree_nodes(attrs: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int, dict[tuple[int, int], int]]:
+    """The nodes as flat tensors (children as positions in them, a leaf its own child), the
+    depth of the deepest tree, and the position of each (tree id, node id)."""
+    trees, ids = list(attrs.get("nodes_treeids", [])), list(attrs.get("nodes_nodeids", []))
+    count = len(ids)
+    if not count or len(trees) != count:
+        raise _Unsupported("nodes_treeids and nodes_nodeids must name the same, non-empty, nodes")
+    where = {(t, n): i for i, (t, n) in enumerate(zip(trees, ids))}
+    if len(where) != count:
+        raise _Unsupported("a (tree id, node id) pair appears twice")
+    modes = [_text(m) for m in attrs.get("nodes_modes", [])]
+    unknown = sorted(set(modes) - {"LEAF", *TREE_BRANCHES})
+    if unknown:
+        raise _Unsupported(f"node mode {unknown[0]}")
+    values = _numbers(attrs, "nodes_values", [0.0] * count)
+    missing = list(attrs.get("nodes_missing_value_tracks_true") or [0] * count)
+    columns = {"nodes_modes": modes, "nodes_values": values, "nodes_missing_value_tracks_true": missing}
+    for name in ("nodes_featureids", "nodes_truenodeids", "nodes_falsenodeids"):
+        columns[name] = list(attrs.get(name, []))
+    wrong = [name for name, column in columns.items() if len(column) != count]
+    if wrong:
+        raise _Unsupported(f"{wrong[0]} has {len(columns[wrong[0]])} entries for {count} nodes")
+    if any(f < 0 for f, m in zip(columns["nodes_featureids"], modes) if m != "LEAF"):
+        raise _Unsupported("a negative feature id")
+    true_child, false_child, is_child = list(range(count)), list(range(count)), [False] * count
+    for i, (tree, mode) in enumerate(zip(trees, modes)):
+        if mode == "LEAF":
+            continue
+        try:
+            true_child[i] = where[tree, attrs["nodes_truenodeids"][i]]
+            false_child[i] = where[tree, attrs["nodes_falsenodeids"][i]]
+        except KeyError:
+            raise _Unsupported(f"node {ids[i]} of tree {tree} points to a node that does not exist") from None
+        is_child[true_child[i]] = is_child[false_child[i]] = True
+    roots = {}
+    for i, tree in enumerate(trees):
+        if not is_child[i]:
+            if tree in roots:
+                raise _Unsupported(f"tree {tree} has more than one root")
+            roots[tree] = i
+    if set(roots) != set(trees):
+        raise _Unsupported("a tree has no root (its nodes form a cycle)")
+    depth, level = 0, set(roots.values())
+    while any(modes[i] != "LEAF" for i in level):
+        level = {c for i in level if modes[i] != "LEAF" for c in (true_child[i], false_child[i])}
+        depth += 1
+        if depth > count:
+            raise _Unsupported("a tree's nodes form a cycle")
+    precision = np.float64 if values.dtype == np.float64 else np.float32  # as the file compares
+    nodes = {
+        "feature": torch.tensor([0 if m == "LEAF" else f for f, m in zip(columns["nodes_featureids"], modes)]),
+        "threshold": torch.from_numpy(values.astype(precision)),
+        "mode": torch.tensor([-1 if m == "LEAF" else TREE_BRANCHES.index(m) for m in modes]),
+        "true_child": torch.tensor(true_child),
+        "false_child": torch.tensor(false_child),
+        "missing_true": torch.tensor([bool(m) for m in missing]),
+        "roots": torch.tensor(sorted(roots.values())),
+    }
+    return nodes, depth, where
+
+
+def _tree_ensemble_classifier(node, attrs, inputs, const):
+    """ai.onnx.ml TreeEnsembleClassifier: a :class:`TreeEnsemble` giving the scores output (the
+    label output is not used). Two class labels with weights for one class id only (what
+    skl2onnx writes for two classes): that column's score s is the positive class's, and the
+    pair is [1 - s, s] under NONE with no negative weight (probabilities) and under PROBIT, else
+    [-s, s] (margins); then the post-transform, so LOGISTIC gives [1 - p, p]. This matches
+    onnxruntime for NONE and LOGISTIC with class id 0 (what exporters write); for SOFTMAX,
+    SOFTMAX_ZERO and PROBIT it follows ONNX's reference implementation, since onnxruntime
+    leaves such a pair untransformed."""
+    labels = attrs.get("classlabels_int64s") or attrs.get("classlabels_strings") or []
+    if len(labels) < 2:
+        raise _Unsupported("a classifier needs two class labels or more")
+    transform = _text(attrs.get("post_transform", b"NONE"))
+    if transform not in POST_TRANSFORMS:
+        raise _Unsupported(f"post_transform {transform}")
+    nodes, depth, where = _tree_nodes(attrs)
+    weights = _numbers(attrs, "class_weights").astype(np.float64)
+    classes = list(attrs.get("class_ids", []))
+    owners = list(zip(attrs.get("class_treeids", []), attrs.get("class_nodeids", [])))
+    if not (len(weights) == len(classes) == len(owners)):
+        raise _Unsupported("class_treeids, class_nodeids, class_ids and class_weights differ in length")
+    if any(not 0 <= c < len(labels) for c in classes):
+        raise _Unsupported(f"a class id outside 0..{len(labels) - 1}")
+    try:
+        rows = [where[owner] for owner in owners]
+    except KeyError:
+        raise _Unsupported("a class weight belongs to a node that does not exist") from None
+    base = _numbers(attrs, "base_values", []).astype(np.float64)
+    pair = ""
+    if len(labels) == 2 and len(set(classes)) == 1:  # binary, one column scored
+        scored = classes[0]
+        probabilities = transform == "PROBIT" or (transform == "NONE" and (weights >= 0).all())
+        pair = "one_minus" if probabilities else "negate"
+        columns = [0] * len(classes)
+        base = base[scored : scored + 1] if len(base) == 2 else base[:1] if len(base) else np.zeros(1)
+    else:
+        columns = classes
+        if len(base) not in (0, 1, len(labels)):
+            raise _Unsupported(f"{len(base)} base_values for {len(labels)} classes")
+        base = np.broadcast_to(base if len(base) else np.zeros(1), (len(labels),))
+    leaf_weights = np.zeros((len(where), 1 if pair else len(labels)))
+    np.add.at(leaf_weights, (rows, columns), weights)
+    module = TreeEnsemble(
+        nodes, depth, torch.from_numpy(leaf_weights), torch.from_numpy(np.array(base)), transform, pair
+    )
+    return module, inputs[:1]
+
+
+def _tree_gives_probabilities(node: Any) -> bool:
+    """Whether a TreeEnsembleClassifier node's scores are probabilities: a LOGISTIC or SOFTMAX
+    post-transform, or none and no negative weight (the average of the leaves' class frequencies,
+    as scikit-learn's forests write)."""
+    from onnx.helper import get_attribute_value
+
+    attrs = {a.name: get_attribute_value(a) for a in node.attribute}
+    transform = _text(attrs.get("post_transform", b"NONE"))
+    if transform != "NONE":
+        return transform != "PROBIT"
+    try:
+        return bool((_numbers(attrs, "class_weights") >= 0).all() and (_numbers(attrs, "base_values", []) >= 0).all())
+    except _Unsupported:
+        return False
+
+
 def _normalizer(node, attrs, inputs, const):
     norm = attrs.get("norm", b"MAX")
     norm = norm.decode() if isinstance(norm, bytes) else str(norm)
@@ -402,12 +642,13 @@ CONVERTERS: dict[str, Callable[..., tuple[nn.Module, list[str]]]] = {
     "Transpose": _transpose,
     "Slice": _slice,
     "Scaler": _scaler,
-    "LinearClassifier": _linear_classifier,
     "Cast": _cast,
     "Normalizer": _normalizer,
 }
 WITH_OPSET = {"Softmax": _softmax(log=False), "LogSoftmax": _softmax(log=True)}
-SUPPORTED = sorted([*CONVERTERS, *WITH_OPSET, "Constant", "ZipMap"])
+# outputs (label, scores): the step gives the scores, the label output is not used
+CLASSIFIERS = {"LinearClassifier": _linear_classifier, "TreeEnsembleClassifier": _tree_ensemble_classifier}
+SUPPORTED = sorted([*CONVERTERS, *WITH_OPSET, *CLASSIFIERS, "Constant", "ZipMap"])
 
 
 def _needed(graph: Any, output: str) -> set[str]:
@@ -444,6 +685,8 @@ def _probability_output(graph: Any) -> tuple[str, bool]:
     if node is not None and node.op_type == "LinearClassifier":
         transform = next((a.s for a in node.attribute if a.name == "post_transform"), b"NONE")
         return name, transform != b"NONE"
+    if node is not None and node.op_type == "TreeEnsembleClassifier":
+        return name, _tree_gives_probabilities(node)
     return name, node is not None and node.op_type == "Softmax"
 
 
@@ -524,11 +767,8 @@ def read_onnx(path: Path) -> tuple[nn.Module, tuple[int, ...] | None]:
             continue
         if node.op_type == "ZipMap":  # probabilities as dictionaries: the tensor before it is the output
             continue
-        if node.op_type == "LinearClassifier":  # outputs: label (unused here), scores
-            module, runtime = _linear_classifier(node, attrs, list(node.input), constants.get)
-            steps.append((_layer_name(node, index, taken), module, runtime, node.output[1]))
-            continue
-        if len(node.output) > 1 and any(node.output[1:]):
+        produced = node.output[1] if node.op_type in CLASSIFIERS else node.output[0]
+        if node.op_type not in CLASSIFIERS and len(node.output) > 1 and any(node.output[1:]):
             used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
             if used & set(node.output[1:]):
                 raise ModelLoadError(f"{path}: the second output of {node.op_type} ({node.name}) is not supported")
@@ -537,10 +777,11 @@ def read_onnx(path: Path) -> tuple[nn.Module, tuple[int, ...] | None]:
             if node.op_type in WITH_OPSET:
                 module, runtime = WITH_OPSET[node.op_type](node, attrs, inputs_of, constants.get, opset)
             else:
-                module, runtime = CONVERTERS[node.op_type](node, attrs, inputs_of, constants.get)
+                convert = CLASSIFIERS.get(node.op_type) or CONVERTERS[node.op_type]
+                module, runtime = convert(node, attrs, inputs_of, constants.get)
         except _Unsupported as exc:
             raise ModelLoadError(f"{path}: {node.op_type} node {node.name!r} is not supported ({exc})") from None
-        steps.append((_layer_name(node, index, taken), module, runtime, node.output[0]))
+        steps.append((_layer_name(node, index, taken), module, runtime, produced))
     if probabilities:  # logits for the Classifier contract: log-probabilities keep argmax and softmax
         steps.append(
             ("log_probabilities", OnnxOp("Log", lambda p: p.clamp_min(1e-12).log(), ["arg"]), [output], "logits")
