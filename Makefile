@@ -44,7 +44,7 @@ BENCH_BIN   := $(BENCH_VENV)/bin
 BENCH_STAMP := $(BENCH_VENV)/.installed
 ARGS        ?=
 
-.PHONY: bench-setup bench-robustness bench-explain bench-alarm bench-clean
+.PHONY: bench-setup bench-robustness bench-explain bench-alarm bench-backdoor bench-clean
 
 $(BENCH_STAMP): pyproject.toml constraints.txt benchmarks/requirements.txt benchmarks/requirements-nodeps.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -65,6 +65,9 @@ bench-explain: bench-setup
 # The alarm benchmark needs no peer library (see its docstring): it runs in the project's .venv.
 bench-alarm: setup
 	$(BIN)/python benchmarks/alarm.py $(ARGS)
+
+bench-backdoor: setup
+	$(BIN)/python benchmarks/backdoor.py $(ARGS)
 
 bench-clean:
 	rm -rf $(BENCH_VENV)

@@ -56,7 +56,7 @@ def test_every_step_runs_and_the_scorecard_covers_every_axis(audited):
     assert all(p.skip_reason is None for p in outcome.planned)
     card = outcome.scorecard
     axes = {g.axis for g in card.gates}
-    assert axes == {"accuracy", "adversarial robustness", "OOD alarm", "explanation sanity"}
+    assert axes == {"accuracy", "adversarial robustness", "OOD alarm", "explanation sanity", "backdoor"}
     assert json.loads((out / SCORECARD_FILE).read_text()) == json.loads(card.to_json())
     suite = ET.parse(out / JUNIT_FILE).getroot()
     assert len(suite.findall("testcase")) == len(card.gates) + len(card.skipped)

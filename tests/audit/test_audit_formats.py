@@ -64,7 +64,7 @@ def test_audit_runs_every_check_on_a_user_model(trained, kind, suffix, tmp_path,
     failures = [r for r in outcome.run.results.values() if r.kind == "audit.failure"]
     assert failures == []
     axes = {g.axis for g in outcome.scorecard.gates}
-    assert axes == {"accuracy", "adversarial robustness", "OOD alarm", "explanation sanity"}
+    assert axes == {"accuracy", "adversarial robustness", "OOD alarm", "explanation sanity", "backdoor"}
     assert outcome.run.results["accuracy-mnist-sample"].accuracy > 0.5  # four short epochs: about 0.67; chance 0.1
 
 
@@ -86,7 +86,14 @@ def test_audit_of_a_scikit_learn_model_saved_with_skops(tmp_path, reference_data
     assert torch.allclose(classifier.proba(test_set.x), torch.from_numpy(expected).float(), atol=1e-5)
     ctx, planned = prepare(classifier, test_set, profile="quick")
     skipped = {p.step.name: p.skip_reason for p in planned if p.skip_reason}
-    assert set(skipped) == {"robustness", "robust-accuracy", "regions", "explanations", "explanation-sanity"}
+    assert set(skipped) == {
+        "robustness",
+        "robust-accuracy",
+        "regions",
+        "explanations",
+        "explanation-sanity",
+        "backdoor",
+    }
     assert "tabular inputs" in skipped["robustness"]
     outcome = run_audit(RunDirectory(tmp_path / "run"), ctx, planned, source="pima.skops")
     assert {g.axis for g in outcome.scorecard.gates} == {"accuracy", "OOD alarm"}

@@ -117,6 +117,15 @@ def _check_robust_accuracy(section, result):
     assert [r[1] for r in rows] == [fmt.pct(result.clean_accuracy)] + [fmt.pct(a) for a in result.accuracy]
 
 
+def _check_backdoor_scan(section, result):
+    rows = _rows(section, "Minimal trigger per candidate label")
+    assert [r[1] for r in rows] == [f"{n:.1f}" for n in result.mean_norms]
+    assert [r[-3] for r in rows] == [fmt.number(a, 2) for a in result.anomaly_index]
+    assert [r[-1] == "yes" for r in rows] == [k in result.flagged for k in range(len(rows))]
+    assert dict(section.facts)["median norm"] == f"{result.median_norm:.1f}"
+    assert fmt.number(result.max_anomaly, 2) in str(section.paragraphs[0]) or result.flagged
+
+
 CHECKS = {
     "model_card": _check_model_card,
     "training": _check_training,
@@ -130,9 +139,10 @@ CHECKS = {
     "robust_accuracy": _check_robust_accuracy,
     "explanation_sanity": _check_explanation_sanity,
     "scorecard": _check_scorecard,
+    "backdoor.scan": _check_backdoor_scan,
     "audit.failure": _check_failure,
 }
-CHECKED_ELSEWHERE = {"tabular_explanations", "robust_vs_natural"}
+CHECKED_ELSEWHERE = {"tabular_explanations", "robust_vs_natural", "backdoor.repair"}
 
 
 @pytest.fixture(scope="module")

@@ -40,14 +40,16 @@ class Profile:
     generative: bool  # also train a VAE detector on the audit's fitting split
     gallery: int  # images in the attribution gallery
     sanity_examples: int  # images for the randomisation and faithfulness checks
+    backdoor_examples: int  # clean images Neural Cleanse optimises the triggers on
+    backdoor_seeds: int  # independent Neural Cleanse runs (the spread of each label's norm)
 
 
 PROFILES = {
     # about a minute on 2 cores for an MNIST-sized model on 1,000 inputs
-    "quick": Profile("quick", 1000, 200, 200, 20, 500, False, 4, 16),
+    "quick": Profile("quick", 1000, 200, 200, 20, 500, False, 4, 16, 96, 1),
     # about ten minutes on 2 cores for the full MNIST test split
-    "standard": Profile("standard", None, 1000, 1000, 50, 2000, False, 6, 64),
-    "full": Profile("full", None, 2000, None, 100, None, True, 8, 128),
+    "standard": Profile("standard", None, 1000, 1000, 50, 2000, False, 6, 64, 200, 1),
+    "full": Profile("full", None, 2000, None, 100, None, True, 8, 128, 200, 3),
 }
 DEFAULT_EPS_GRID = (0.05, 0.1, 0.2)  # fractions of the input range (L-inf)
 POSTHOC_DETECTORS = ("msp", "energy", "maxlogit", "mahalanobis", "knn")
@@ -221,6 +223,29 @@ def _sanity(run: Any, ctx: AuditContext) -> list[Result]:
     return [run_explanation_sanity(run, ctx.classifier, ctx.sample(ctx.profile.sanity_examples), seed=ctx.seed)]
 
 
+def _backdoor(run: Any, ctx: AuditContext) -> list[Result]:
+    from trustlab.backdoor.checks import run_backdoor_scan
+
+    seeds = range(ctx.seed, ctx.seed + ctx.profile.backdoor_seeds)
+    return [run_backdoor_scan(run, ctx.classifier, ctx.data, examples=ctx.profile.backdoor_examples, seeds=seeds)]
+
+
+def _backdoor_cost(ctx: AuditContext) -> float:
+    from trustlab.backdoor.cleanse import CleanseSettings
+
+    settings = CleanseSettings()
+    per_epoch = _n(ctx, ctx.profile.backdoor_examples) // settings.batch_size * settings.batch_size
+    return 3 * settings.epochs * per_epoch * ctx.classifier.num_classes * ctx.profile.backdoor_seeds
+
+
+def _backdoor_applies(ctx: AuditContext) -> str | None:
+    from trustlab.backdoor.cleanse import CleanseSettings
+
+    if len(ctx.data) < CleanseSettings().batch_size:
+        return f"Neural Cleanse needs at least {CleanseSettings().batch_size} clean images"
+    return _needs_image_gradients(ctx)
+
+
 def _search_cost(ctx: AuditContext, count: int | None) -> float:
     low, high = ctx.classifier.bounds or (0.0, 1.0)
     return _n(ctx, count) * (3 + math.log2(0.5 * (high - low) / (1 / 512)) + 1)
@@ -275,6 +300,14 @@ STEPS = (
         _sanity,
         lambda c: _n(c, c.profile.sanity_examples) * 80,
         _needs_image_gradients,
+    ),
+    Step(
+        "backdoor",
+        "backdoor",
+        "backdoor scan (Neural Cleanse, every label in one batched optimisation)",
+        _backdoor,
+        _backdoor_cost,
+        _backdoor_applies,
     ),
 )
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import os
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -114,3 +116,16 @@ def module_from_archive(kind: str, data: bytes, input_shape: tuple[int, ...]) ->
             return unflattened(torch.export.load(io.BytesIO(data)))
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"the stored {kind} model cannot be read ({error_reason(exc)})") from None
+
+
+def save_any_model(classifier: Classifier, path: str | os.PathLike) -> Path:
+    """Write ``classifier`` where :func:`~trustlab.models.artefacts.load_model` reads it back: a
+    trustlab artefact for a registered architecture, else its :func:`module_archive` (TorchScript
+    or ``torch.export``, which record no normalisation: give ``--mean``/``--std`` again)."""
+    from trustlab.core.files import atomic_write_bytes
+    from trustlab.models.artefacts import save_model
+
+    if classifier.architecture is not None:
+        return save_model(classifier, path)
+    _kind, data = module_archive(classifier)
+    return atomic_write_bytes(path, data)

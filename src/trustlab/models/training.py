@@ -1,7 +1,8 @@
 """A small, deterministic training loop: same seed, same weights on CPU.
 
 Trains through ``Classifier.forward`` so the normalisation the classifier owns is the one used
-in training. Optimiser: Adam with a cosine-decayed learning rate; optional random translations
+in training. Optimiser: Adam (or SGD with momentum 0.9, gentler for fine-tuning a trained model
+on a few examples) with a cosine-decayed (or constant) learning rate; optional random translations
 (vectorised, no per-example loop) as augmentation for images.
 """
 
@@ -40,6 +41,12 @@ class TrainingResult(Result):
     seconds: float
     adversary: str | None = None
     adversary_eps: float = 0.0
+
+
+OPTIMISERS = {
+    "adam": torch.optim.Adam,
+    "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw),
+}
 
 
 def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator, fill: float = 0.0) -> torch.Tensor:
@@ -98,6 +105,8 @@ def train(
     adversary: Any = None,
     adversary_eps: float = 0.0,
     eps_warmup_epochs: int = 0,
+    optimiser: str = "adam",
+    cosine: bool = True,
     dataset_name: str = "",
     show_progress: bool = True,
 ) -> TrainingResult:
@@ -115,6 +124,8 @@ def train(
         raise InputError(
             f"epochs, batch_size and learning_rate must be positive, got {epochs}, {batch_size}, {learning_rate}"
         )
+    if optimiser not in OPTIMISERS:
+        raise InputError(f"unknown optimiser {optimiser!r}; expected one of {', '.join(OPTIMISERS)}")
     if augment_shift and len(classifier.input_shape) != 3:
         raise InputError("augment_shift applies to images only (inputs of shape C x H x W)")
     x = classifier.validate(x)
@@ -129,8 +140,12 @@ def train(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout and any other global-RNG use inside the module
         generator = torch.Generator().manual_seed(seed)
-        optimiser = torch.optim.Adam(module.parameters(), lr=learning_rate, weight_decay=weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs * steps_per_epoch)
+        step_rule = OPTIMISERS[optimiser](module.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        schedule = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(step_rule, T_max=epochs * steps_per_epoch)
+            if cosine
+            else torch.optim.lr_scheduler.ConstantLR(step_rule, factor=1.0)
+        )
         module.train()
         try:
             bar = progress(range(epochs), desc="training", unit="epoch", enabled=show_progress)
@@ -152,9 +167,9 @@ def train(
                         xb = adversary.attack(classifier, xb, yb, eps=eps, generator=generator).adversarials
                     logits = classifier.forward(xb)
                     loss = F.cross_entropy(logits, yb)
-                    optimiser.zero_grad(set_to_none=True)
+                    step_rule.zero_grad(set_to_none=True)
                     loss.backward()
-                    optimiser.step()
+                    step_rule.step()
                     schedule.step()
                     total_loss += loss.item() * len(index)
                     correct += int((logits.argmax(1) == yb).sum())
