@@ -93,6 +93,7 @@ def test_audit_skips_the_gradient_checks_of_a_tree_model(tmp_path, monkeypatch):
         "explanations",
         "explanation-sanity",
         "backdoor",
+        "fairness",
     }
     assert all(skipped.values())
     outcome = run_audit(RunDirectory(tmp_path / "run"), ctx, planned, source="forest.onnx")

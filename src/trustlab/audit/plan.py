@@ -246,6 +246,31 @@ def _backdoor_applies(ctx: AuditContext) -> str | None:
     return _needs_image_gradients(ctx)
 
 
+def _fairness_attributes(ctx: AuditContext) -> list[str]:
+    """The data's protected attributes that split it into at least two groups."""
+    protected = getattr(ctx.data, "protected", {}) or {}
+    return [name for name, attr in protected.items() if len(torch.unique(attr.codes)) >= 2]
+
+
+def _fairness(run: Any, ctx: AuditContext) -> list[Result]:
+    from trustlab.fairness.checks import run_fairness
+
+    return [
+        run_fairness(run, ctx.classifier, ctx.data, protected=[name], seed=ctx.seed)
+        for name in _fairness_attributes(ctx)
+    ]
+
+
+def _fairness_applies(ctx: AuditContext) -> str | None:
+    if not getattr(ctx.data, "protected", None):
+        return "the data has no protected attributes (a CSV file names them with --protected)"
+    if ctx.classifier.num_classes != 2:
+        return f"fairness metrics need a binary classifier; this model has {ctx.classifier.num_classes} classes"
+    if not _fairness_attributes(ctx):
+        return "every protected attribute of the data holds a single group"
+    return None
+
+
 def _search_cost(ctx: AuditContext, count: int | None) -> float:
     low, high = ctx.classifier.bounds or (0.0, 1.0)
     return _n(ctx, count) * (3 + math.log2(0.5 * (high - low) / (1 / 512)) + 1)
@@ -308,6 +333,14 @@ STEPS = (
         _backdoor,
         _backdoor_cost,
         _backdoor_applies,
+    ),
+    Step(
+        "fairness",
+        "fairness",
+        "group fairness of the decisions over each protected attribute, with bootstrap intervals",
+        _fairness,
+        lambda c: len(c.data) * (1 + len(_fairness_attributes(c))),
+        _fairness_applies,
     ),
 )
 

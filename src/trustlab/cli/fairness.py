@@ -1,0 +1,106 @@
+"""``trustlab fairness audit``: does the model treat protected groups alike, and how sure is that?"""
+
+from __future__ import annotations
+
+import click
+
+from trustlab.cli.options import data_dir_option, echo_and_report, new_run, open_model, out_option
+
+DEFAULT_KIND = "logistic"
+
+
+@click.group("fairness")
+def fairness() -> None:
+    """Fairness: group metrics with bootstrap intervals over protected attributes."""
+
+
+def _open(dataset, split, data_dir, protected, label_column):
+    from trustlab.data.io import open_dataset
+
+    is_csv = str(dataset).lower().endswith(".csv")
+    return open_dataset(dataset, split, root=data_dir, label_column=label_column, protected=protected if is_csv else ())
+
+
+@fairness.command("audit")
+@click.option(
+    "--model", default=None,
+    help="model file (trustlab, TorchScript, ONNX, skops...); default: fit a logistic regression on the train split",
+)  # fmt: skip
+@click.option("--allow-pickle", is_flag=True, help="trust and unpickle a full pickle (can run arbitrary code)")
+@click.option(
+    "--kind", type=click.Choice(["logistic", "gradient_boosting"]), default=DEFAULT_KIND, show_default=True,
+    help="model fitted on the train split when --model is not given",
+)  # fmt: skip
+@click.option(
+    "--dataset", required=True,
+    help="data set with protected attributes (e.g. adult), an .npz file or a CSV file (with --label-column)",
+)  # fmt: skip
+@click.option("--split", default=None, help="split audited (default: test without --model, else the set's default)")
+@click.option("--label-column", default=None, help="CSV: the label column")
+@click.option(
+    "--protected", multiple=True, required=True,
+    help="protected attribute (repeatable: several give intersectional groups, e.g. sex x race)",
+)  # fmt: skip
+@click.option(
+    "--privileged", default=None,
+    help='privileged group, e.g. Male or "Male & White" (default: the largest selection rate)',
+)  # fmt: skip
+@click.option(
+    "--threshold", type=click.FloatRange(min=0, max=1), default=0.5, show_default=True,
+    help="decision threshold on the positive-class probability",
+)  # fmt: skip
+@click.option("--resamples", type=click.IntRange(min=1), default=1000, show_default=True, help="bootstrap resamples")
+@click.option(
+    "--min-group-size", type=click.IntRange(min=1), default=30, show_default=True,
+    help="groups smaller than this get a warning",
+)  # fmt: skip
+@click.option("--no-consistency", is_flag=True, help="skip Zemel's consistency (a k-nearest-neighbour search)")
+@click.option(
+    "--include-self", is_flag=True, help="consistency: count each point as its own neighbour (as AIF360 does)"
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@out_option("runs/fairness")
+@data_dir_option
+def audit(
+    model, allow_pickle, kind, dataset, split, label_column, protected, privileged, threshold, resamples,
+    min_group_size, no_consistency, include_self, seed, out, data_dir,
+) -> None:  # fmt: skip
+    """Selection rates, TPR, FPR and calibration per group; statistical parity, disparate impact,
+    equal opportunity, average and equalised odds; consistency; every figure with a bootstrap interval."""
+    from trustlab.core.exceptions import InputError
+    from trustlab.fairness.checks import run_fairness
+    from trustlab.fairness.groups import binary, protected_groups
+    from trustlab.fairness.metrics import encode_groups
+
+    protected = list(dict.fromkeys(protected))
+    data = _open(dataset, split if split or model else "test", data_dir, protected, label_column)
+    # the user's mistakes fail here, before any model is loaded or fitted
+    encode_groups(protected_groups(data, protected), what="--protected " + " x ".join(protected))
+    binary(data.y, f"labels of data set {data.name!r}", len(data))
+    if model is not None:
+        from trustlab.models.checks import add_model_card
+
+        predictor, source = open_model(model, None, allow_pickle, data.input_shape, 256)
+        run = new_run(out, seed=seed)
+        add_model_card(run, predictor, source=source)
+    else:
+        from trustlab.data.registry import list_datasets
+        from trustlab.models.tabular import fit_tabular_model
+
+        with_train = {spec.name for spec in list_datasets() if "train" in spec.splits}
+        if data.kind != "tabular" or dataset not in with_train:
+            raise InputError(
+                "without --model a model is fitted on the data set's train split, which only registered "
+                f"tabular data sets (e.g. adult) have; give --model to audit {dataset}"
+            )
+        predictor = fit_tabular_model(_open(dataset, "train", data_dir, protected, None), kind=kind, seed=seed)
+        run = new_run(out, seed=seed)
+    result = run_fairness(
+        run, predictor, data, protected=protected, privileged=privileged, threshold=threshold,
+        consistency=not no_consistency, include_self=include_self, min_group_size=min_group_size,
+        resamples=resamples, seed=seed,
+    )  # fmt: skip
+    echo_and_report(run, [result], title="trustlab fairness audit")
+
+
+COMMANDS = (fairness,)

@@ -1,0 +1,156 @@
+"""How fairness results appear: the report section, CLI summary lines and the scorecard's fairness row."""
+
+from __future__ import annotations
+
+from trustlab.core import format as fmt
+from trustlab.core.views import Figure, Score, Section, Table, register_view
+from trustlab.fairness.figures import selection_rate_figure
+from trustlab.fairness.metrics import PAIR_METRICS
+from trustlab.fairness.table import FOUR_FIFTHS, METRIC_NAMES, Estimate, FairnessResult
+
+
+def number(est: Estimate | None, digits: int = 3) -> str:
+    """An estimate as ``value (low to high)``, unitless (``n/a`` when absent)."""
+    if est is None:
+        return "n/a"
+    return f"{fmt.number(est.value, digits)} ({fmt.number(est.low, digits)} to {fmt.number(est.high, digits)})"
+
+
+def share(est: Estimate | None) -> str:
+    """An estimate of a share as ``value% (low% to high%)`` (``n/a`` when absent)."""
+    if est is None:
+        return "n/a"
+    return f"{fmt.pct(est.value)} ({fmt.pct_interval(est.interval)})"
+
+
+def verdict(result: FairnessResult) -> str:
+    """One plain sentence on disparate impact: the worst group's selection rate against the privileged one's."""
+    worst = result.worst("disparate_impact")
+    rates = {row.group: row.selection_rate for row in result.groups}
+    ratio = result.four_fifths_ratio
+    side = "at or above" if ratio.value >= FOUR_FIFTHS else "below"
+    return (
+        f"{worst.group} is selected (predicted positive) at {fmt.pct(rates[worst.group].value)} against "
+        f"{fmt.pct(rates[result.privileged].value)} for {result.privileged}: the lower rate is "
+        f"{fmt.number(ratio.value, 3)} of the higher ({fmt.number(ratio.low, 3)} to {fmt.number(ratio.high, 3)}, "
+        f"{100 * result.level:.0f}% interval), {side} the four-fifths line of {FOUR_FIFTHS:g}."
+    )
+
+
+def _section(name: str, result: FairnessResult) -> Section:
+    level = f"{100 * result.level:.0f}% CI"
+    group_rows = [
+        [
+            row.group,
+            f"{row.size:,}",
+            f"{row.positives:,}",
+            share(row.selection_rate),
+            share(row.tpr),
+            share(row.fpr),
+            number(row.ece),
+            ", ".join(
+                note for note, on in (("privileged", row.group == result.privileged), ("small", row.small)) if on
+            ),
+        ]
+        for row in result.groups
+    ]
+    pair_rows = [[row.group, *(number(row.metric(m)) for m in PAIR_METRICS)] for row in result.pairs]
+    privileged_how = "the largest selection rate" if result.privileged_rule != "chosen" else "chosen by the user"
+    paragraphs = [
+        verdict(result),
+        f"Groups by {result.group_label}; the privileged group, {result.privileged}, is {privileged_how}. "
+        "Differences are unprivileged minus privileged and disparate impact is unprivileged over privileged "
+        "(AIF360's conventions): below 0 (or below 1) the unprivileged group is worse off. Zemel et al.'s "
+        f"discrimination is the absolute statistical parity difference: {number(result.discrimination)} for the "
+        f"worst group. Intervals: percentile bootstrap over {result.resamples:,} resamples of the "
+        f"{result.examples:,} examples (seed {result.seed}).",
+        *result.warnings,
+    ]
+    facts = [
+        ("model", result.model),
+        ("decision", "given predictions" if result.threshold is None else f"score >= {result.threshold:g}"),
+        (f"accuracy ({level})", share(result.accuracy)),
+        (f"equalised odds difference, all groups ({level})", number(result.equalized_odds_all_groups)),
+        ("time", fmt.seconds(result.seconds)),
+    ]
+    if result.consistency is not None:
+        own = "each point counted as its own neighbour (as AIF360)" if result.include_self else "itself excluded"
+        facts.insert(
+            3,
+            (
+                f"consistency, k = {result.neighbours} ({level})",
+                f"{number(result.consistency)}; standardised features, {own}",
+            ),
+        )
+    ece = "" if result.threshold is None else f"; ECE over {result.bins} equal-width bins of the score"
+    return Section(
+        name,
+        f"Fairness by {result.group_label} ({result.dataset})",
+        paragraphs=paragraphs,
+        facts=facts,
+        tables=[
+            Table(
+                ["group", "size", "positives", "selection rate", "TPR", "FPR", "ECE", ""],
+                group_rows,
+                f"Per group, each figure with its {level}{ece}",
+                foldable=False,
+            ),
+            Table(
+                ["group", *(METRIC_NAMES[m] for m in PAIR_METRICS)],
+                pair_rows,
+                f"Metrics of each group against {result.privileged}, with {level}",
+                foldable=False,
+            ),
+        ],
+        figures=[
+            Figure(
+                f"{name}-selection",
+                f"Selection rate per group ({result.group_label}) with {level}; dashed: the four-fifths line.",
+                selection_rate_figure(result),
+            )
+        ],
+    )
+
+
+def _summary(result: FairnessResult) -> list[str]:
+    worst = result.worst("statistical_parity_difference")
+    return [
+        f"fairness by {result.group_label} ({result.dataset}): " + verdict(result),
+        f"worst statistical parity difference {number(worst.statistical_parity_difference)} ({worst.group}), "
+        f"equalised odds difference {number(result.equalized_odds_all_groups)}, "
+        f"accuracy {share(result.accuracy)}",
+        *result.warnings,
+    ]
+
+
+def _scores(result: FairnessResult) -> list[Score]:
+    ratio = result.four_fifths_ratio
+    odds = result.equalized_odds_all_groups
+    return [
+        Score(
+            "fairness",
+            "fairness.disparate_impact",
+            f"disparate impact by {result.group_label} (lower selection rate / higher)",
+            ratio.value,
+            "ratio",
+            True,
+            interval=ratio.interval,
+            sentence=verdict(result),
+        ),
+        Score(
+            "fairness",
+            "fairness.equalized_odds_difference",
+            f"equalised odds difference by {result.group_label}",
+            odds.value,
+            "rate difference",
+            False,
+            interval=odds.interval,
+            sentence=(
+                f"Between the groups, true positive rates or false positive rates differ by up to "
+                f"{fmt.pct(odds.value)} (0 when every group has the same error rates)."
+            ),
+        ),
+    ]
+
+
+register_view(FairnessResult, order=50, section=_section, summary=_summary, scores=_scores)
