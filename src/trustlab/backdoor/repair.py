@@ -59,7 +59,6 @@ class RepairResult(Result):
     class_names: tuple[str, ...]
     targets: tuple[int, ...]  # labels whose reversed trigger was removed
     repair_examples: int  # clean examples the repair used (fine-tuning, or ranking features)
-    stamped_examples: int  # of those, stamped with a reversed trigger (unlearning)
     evaluation_examples: int
     accuracy_before: float
     accuracy_after: float
@@ -69,6 +68,7 @@ class RepairResult(Result):
     asr_true_after: float | None
     true_trigger: str | None
     seconds: float
+    stamped_examples: int = 0  # copies stamped with a reversed trigger (unlearning)
     epochs: int = 0
     learning_rate: float = 0.0
     pruned: int = 0
@@ -110,17 +110,41 @@ def _check(classifier: Classifier, triggers: list[tuple[Trigger, int]], data: An
 
 class _Measure:
     """Clean accuracy and attack success on the evaluation data, with the reversed triggers and
-    (when known) the true one."""
+    (when known) the true one; and the result of a repair from two such measurements."""
 
-    def __init__(self, evaluation: Any, triggers: list[tuple[Trigger, int]], true: tuple[Trigger, Any] | None) -> None:
-        self.x, self.y = evaluation.x, evaluation.y
+    def __init__(
+        self, data: Any, evaluation: Any, triggers: list[tuple[Trigger, int]], true: tuple[Trigger, Any] | None
+    ) -> None:
+        self.data, self.x, self.y = data, evaluation.x, evaluation.y
         self.triggers, self.true = triggers, true
+        self.start = time.perf_counter()
 
     def __call__(self, model: Classifier) -> tuple[float, float, float | None]:
         accuracy = float((model.predict(self.x).cpu() == self.y).float().mean())
         reversed_ = sum(attack_success_rate(model, self.x, self.y, t, k) for t, k in self.triggers) / len(self.triggers)
         true = None if self.true is None else attack_success_rate(model, self.x, self.y, *self.true)
         return accuracy, reversed_, true
+
+    def result(self, method: str, classifier: Classifier, examples: int, before, after, **details: Any) -> RepairResult:
+        """The :class:`RepairResult` of ``method`` from the (accuracy, ASR reversed, ASR true)
+        measured ``before`` and ``after``; ``details`` are the method's own fields."""
+        return RepairResult(
+            method=method,
+            dataset=f"{self.data.name}/{self.data.split}",
+            class_names=tuple(classifier.class_names),
+            targets=tuple(int(k) for _, k in self.triggers),
+            repair_examples=examples,
+            evaluation_examples=len(self.x),
+            accuracy_before=before[0],
+            accuracy_after=after[0],
+            asr_reversed_before=before[1],
+            asr_reversed_after=after[1],
+            asr_true_before=before[2],
+            asr_true_after=after[2],
+            true_trigger=None if self.true is None else self.true[0].description,
+            seconds=time.perf_counter() - self.start,
+            **details,
+        )
 
 
 def unlearn(
@@ -147,11 +171,10 @@ def unlearn(
     from trustlab.models.training import train
 
     _check(classifier, triggers, data)
-    start = time.perf_counter()
     if not 0 < stamped <= 1:
         raise InputError(f"the stamped share must be in (0, 1], got {stamped}")
     repair_set, evaluation = _split(data, share, seed, evaluation_limit, evaluation)
-    measure = _Measure(evaluation, triggers, true_trigger)
+    measure = _Measure(data, evaluation, triggers, true_trigger)
     before = measure(classifier)
     count = max(1, round(stamped * len(repair_set)))
     # a random part (data sets are often sorted by class), each trigger on its share of it
@@ -175,25 +198,8 @@ def unlearn(
         show_progress=show_progress,
     )
     after = measure(repaired)
-    return repaired, RepairResult(
-        method="unlearning",
-        dataset=f"{data.name}/{data.split}",
-        class_names=tuple(classifier.class_names),
-        targets=tuple(int(k) for _, k in triggers),
-        repair_examples=len(repair_set),
-        stamped_examples=count,
-        evaluation_examples=len(evaluation),
-        accuracy_before=before[0],
-        accuracy_after=after[0],
-        asr_reversed_before=before[1],
-        asr_reversed_after=after[1],
-        asr_true_before=before[2],
-        asr_true_after=after[2],
-        true_trigger=None if true_trigger is None else true_trigger[0].description,
-        seconds=time.perf_counter() - start,
-        epochs=epochs,
-        learning_rate=learning_rate,
-    )
+    details = {"stamped_examples": count, "epochs": epochs, "learning_rate": learning_rate}
+    return repaired, measure.result("unlearning", classifier, len(repair_set), before, after, **details)
 
 
 def _last_layer_weight(classifier: Classifier, name: str) -> torch.nn.Parameter:
@@ -241,9 +247,8 @@ def prune(
     _check(classifier, triggers, data)
     if not 0 < step <= max_fraction <= 1:
         raise InputError(f"need 0 < step <= max_fraction <= 1, got step {step} and max_fraction {max_fraction}")
-    start = time.perf_counter()
     repair_set, evaluation = _split(data, share, seed, evaluation_limit, evaluation)
-    measure = _Measure(evaluation, triggers, true_trigger)
+    measure = _Measure(data, evaluation, triggers, true_trigger)
     repaired = hookable(classifier.copy())
     name = feature_layer(repaired)
     weight = _last_layer_weight(repaired, name)
@@ -261,24 +266,6 @@ def prune(
             weight.copy_(original)
             weight[:, order[:cut].to(weight.device)] = 0
         curve.append(PruningStep(cut, cut / features, *measure(repaired)))
-    before, after = curve[0], curve[-1]
-    return repaired, RepairResult(
-        method="pruning",
-        dataset=f"{data.name}/{data.split}",
-        class_names=tuple(classifier.class_names),
-        targets=tuple(int(k) for _, k in triggers),
-        repair_examples=len(repair_set),
-        stamped_examples=0,
-        evaluation_examples=len(evaluation),
-        accuracy_before=before.accuracy,
-        accuracy_after=after.accuracy,
-        asr_reversed_before=before.asr_reversed,
-        asr_reversed_after=after.asr_reversed,
-        asr_true_before=before.asr_true,
-        asr_true_after=after.asr_true,
-        true_trigger=None if true_trigger is None else true_trigger[0].description,
-        seconds=time.perf_counter() - start,
-        pruned=cut,
-        features=features,
-        pruning_curve=tuple(curve),
-    )
+    before, after = ((s.accuracy, s.asr_reversed, s.asr_true) for s in (curve[0], curve[-1]))
+    details = {"pruned": cut, "features": features, "pruning_curve": tuple(curve)}
+    return repaired, measure.result("pruning", classifier, len(repair_set), before, after, **details)
