@@ -117,6 +117,12 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=200, help="clean test images per scan")
     parser.add_argument("--zoo", type=Path, default=REPO / "benchmarks" / ".zoo")
     parser.add_argument("--out", type=Path, default=RESULTS / "backdoor")
+    parser.add_argument(
+        "--only", action="append", default=None, help="models whose name contains this (repeatable; default all)"
+    )
+    parser.add_argument(
+        "--detection-only", action="store_true", help="scan only: no repairs, no speed comparison (e.g. with --seeds 3)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     set_quiet(not sys.stderr.isatty())
@@ -131,6 +137,7 @@ def main() -> None:
     subjects = [(name, *spec) for name, spec in INFECTED.items()] + [
         (f"clean-{seed}", None, None, None, None, seed) for seed in CLEAN_SEEDS
     ]
+    subjects = [s for s in subjects if not args.only or any(part in s[0] for part in args.only)]
     for name, kind, options, target, rate, seed in subjects:
         trigger = None if kind is None else _trigger(kind, options, seed)
         recipe = {"kind": kind, "options": options, "target": target, "rate": rate, "seed": seed, "epochs": args.epochs}
@@ -158,7 +165,7 @@ def main() -> None:
         }
         rows.append(row)
         log(f"{name}: acc {accuracy:.4f} asr {asr} flagged {scan.flagged} ({scan.seconds:.1f} s)")
-        if isinstance(target, int):
+        if isinstance(target, int) and not args.detection_only:
             held_out = test
             candidates = list(scan.flagged) if scan.flagged else [target]
             triggers = [(scan.trigger(k), k) for k in candidates]
@@ -183,7 +190,23 @@ def main() -> None:
             )
             log(f"  unlearning: acc drop {result.accuracy_drop:.2f} pts, ASR {result.asr_true_after:.4f}")
 
-    # speed: batched scan vs the one-label loop, same model, inputs, settings and seed
+    speed = None if args.detection_only else _speed(args, scan_x, settings)
+    payload = {
+        "ran": datetime.now(UTC).isoformat(timespec="seconds"),
+        "environment": environment(args.threads),
+        "other_cpu_load_before": busy,
+        "settings": {**settings.to_dict(), "examples": args.examples, "seeds": args.seeds, "train_epochs": args.epochs},
+        "detection": rows,
+        "repair": repairs,
+        "speed": speed,
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
+    args.out.with_suffix(".md").write_text(markdown(payload))
+    print(markdown(payload))
+
+
+def _speed(args, scan_x, settings) -> dict:
+    """The batched scan against the one-label loop: same model, inputs, settings and seed."""
     classifier = load_model(args.zoo / f"{next(iter(INFECTED))}.safetensors")
     start = time.perf_counter()
     batched = reverse_triggers(classifier, scan_x, settings=settings, seed=0, show_progress=False)
@@ -201,18 +224,7 @@ def main() -> None:
         "max_norm_difference": max(abs(float(b) - n) for b, (n, _) in zip(batched.norms, looped)),
     }
     log(f"speed: batched {batched_seconds:.1f} s, loop {loop_seconds:.1f} s")
-    payload = {
-        "ran": datetime.now(UTC).isoformat(timespec="seconds"),
-        "environment": environment(args.threads),
-        "other_cpu_load_before": busy,
-        "settings": {**settings.to_dict(), "examples": args.examples, "seeds": args.seeds, "train_epochs": args.epochs},
-        "detection": rows,
-        "repair": repairs,
-        "speed": speed,
-    }
-    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
-    args.out.with_suffix(".md").write_text(markdown(payload))
-    print(markdown(payload))
+    return speed
 
 
 def _pct(value) -> str:
@@ -266,6 +278,8 @@ def markdown(payload: dict) -> str:
             f" | {r['seconds']} |"
         )
     sp = payload["speed"]
+    if sp is None:
+        return "\n".join(lines)
     lines += [
         "",
         "## Speed: batched scan vs one label at a time (same schedule, steps, model, inputs, seed)",
