@@ -19,6 +19,7 @@ _EXPORTS = {
     "attack_success_rate": "trustlab.backdoor.poisoning",
     "CleanseSettings": "trustlab.backdoor.cleanse",
     "reverse_triggers": "trustlab.backdoor.cleanse",
+    "check_scannable": "trustlab.backdoor.cleanse",
     "neural_cleanse": "trustlab.backdoor.cleanse",
     "anomaly_index": "trustlab.backdoor.cleanse",
     "flagged_labels": "trustlab.backdoor.cleanse",

@@ -90,7 +90,9 @@ def _initial(seed: int, label: int, *, input_shape: tuple[int, int, int]) -> tup
     return torch.rand((1, height, width), generator=generator), torch.rand(input_shape, generator=generator)
 
 
-def _check_inputs(classifier: Classifier, x: Any, settings: CleanseSettings) -> torch.Tensor:
+def check_scannable(classifier: Classifier) -> None:
+    """A one-line error unless Neural Cleanse can scan ``classifier``: gradients, bounded image
+    inputs (C x H x W) and at least two classes. Cheap: commands call it before any work."""
     classifier.require_gradients("Neural Cleanse")
     if len(classifier.input_shape) != 3 or classifier.bounds is None:
         raise InputError(
@@ -99,6 +101,10 @@ def _check_inputs(classifier: Classifier, x: Any, settings: CleanseSettings) -> 
         )
     if classifier.num_classes < 2:
         raise InputError("Neural Cleanse needs a model with at least two classes")
+
+
+def _check_inputs(classifier: Classifier, x: Any, settings: CleanseSettings) -> torch.Tensor:
+    check_scannable(classifier)
     x = classifier.validate(x, name="clean inputs")
     if x.shape[0] < settings.batch_size:
         raise InputError(

@@ -56,17 +56,6 @@ def _scan(run, classifier, source, data, examples, seeds, epochs, seed):
     )
 
 
-def _check_images(classifier) -> None:
-    from trustlab.core.exceptions import InputError
-
-    classifier.require_gradients("Neural Cleanse")
-    if len(classifier.input_shape) != 3 or classifier.bounds is None:
-        raise InputError(
-            "backdoor scans stamp triggers on bounded images; this model takes inputs of shape "
-            f"{classifier.input_shape}"
-        )
-
-
 @backdoor.command("scan")
 @model_and_data_options
 @_scan_options
@@ -75,9 +64,11 @@ def _check_images(classifier) -> None:
 @data_dir_option
 def scan(model, dataset, split, arch, allow_pickle, examples, seeds, epochs, seed, batch_size, out, data_dir) -> None:
     """Reverse the smallest trigger of every label (Neural Cleanse) and flag abnormally small ones."""
+    from trustlab.backdoor.cleanse import check_scannable
+
     data = open_data(dataset, split, data_dir)
     classifier, source = open_model(model, arch, allow_pickle, data.input_shape, batch_size)
-    _check_images(classifier)
+    check_scannable(classifier)
     run = new_run(out, seed=seed)
     result = _scan(run, classifier, source, data, examples, seeds, epochs, seed)
     echo_and_report(run, [result])
@@ -117,11 +108,12 @@ def repair(
 ) -> None:  # fmt: skip
     """Remove the backdoor the scan found (unlearning or pruning) and write the repaired model."""
     from trustlab.backdoor.checks import run_backdoor_repair
+    from trustlab.backdoor.cleanse import check_scannable
     from trustlab.backdoor.triggers import load_trigger
 
     data = open_data(dataset, split, data_dir)
     classifier, source = open_model(model, arch, allow_pickle, data.input_shape, batch_size)
-    _check_images(classifier)
+    check_scannable(classifier)
     truth = load_trigger(true_trigger) if true_trigger else None
     held_out = open_data(dataset, eval_split, data_dir) if eval_split else None
     run = new_run(out, seed=seed)
