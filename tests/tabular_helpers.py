@@ -8,6 +8,17 @@ import torch
 
 from trustlab.data.dataset import Dataset, DatasetMetadata
 
+# audit steps a tabular model without protected attributes skips: the image checks, and fairness
+SKIPPED_FOR_TABULAR = {
+    "robustness",
+    "robust-accuracy",
+    "regions",
+    "explanations",
+    "explanation-sanity",
+    "backdoor",
+    "fairness",
+}
+
 
 def synthetic_tabular(
     n: int, features: int, *, decisive: int, noise: float = 0.0, seed: int = 0, labels: np.ndarray | None = None

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from tabular_helpers import SKIPPED_FOR_TABULAR
 from trustlab.audit.runner import prepare, run_audit
 from trustlab.data import load_dataset
 from trustlab.models import Classifier, load_model, train
@@ -86,15 +87,7 @@ def test_audit_of_a_scikit_learn_model_saved_with_skops(tmp_path, reference_data
     assert torch.allclose(classifier.proba(test_set.x), torch.from_numpy(expected).float(), atol=1e-5)
     ctx, planned = prepare(classifier, test_set, profile="quick")
     skipped = {p.step.name: p.skip_reason for p in planned if p.skip_reason}
-    assert set(skipped) == {
-        "robustness",
-        "robust-accuracy",
-        "regions",
-        "explanations",
-        "explanation-sanity",
-        "backdoor",
-        "fairness",
-    }
+    assert set(skipped) == SKIPPED_FOR_TABULAR
     assert "tabular inputs" in skipped["robustness"]
     outcome = run_audit(RunDirectory(tmp_path / "run"), ctx, planned, source="pima.skops")
     assert {g.axis for g in outcome.scorecard.gates} == {"accuracy", "OOD alarm"}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tabular_helpers import synthetic_tabular
+from tabular_helpers import SKIPPED_FOR_TABULAR, synthetic_tabular
 from trustlab.core.exceptions import GradientsUnavailableError, ModelLoadError
 from trustlab.models import load_model
 
@@ -86,15 +86,7 @@ def test_audit_skips_the_gradient_checks_of_a_tree_model(tmp_path, monkeypatch):
     classifier = load_model(_save(model, train.x.numpy(), tmp_path / "forest.onnx"))
     ctx, planned = prepare(classifier, test, profile="quick")
     skipped = {p.step.name: p.skip_reason for p in planned if p.skip_reason}
-    assert set(skipped) == {
-        "robustness",
-        "robust-accuracy",
-        "regions",
-        "explanations",
-        "explanation-sanity",
-        "backdoor",
-        "fairness",
-    }
+    assert set(skipped) == SKIPPED_FOR_TABULAR
     assert all(skipped.values())
     outcome = run_audit(RunDirectory(tmp_path / "run"), ctx, planned, source="forest.onnx")
     assert not [r for r in outcome.run.results.values() if r.kind == "audit.failure"]
