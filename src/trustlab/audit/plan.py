@@ -88,12 +88,8 @@ class AuditContext:
         return len(self.classifier.input_shape) == 3 and self.classifier.bounds is not None
 
     def sample(self, count: int | None) -> Any:
-        """``count`` examples drawn at random (seeded, kept in data order), or all of them: data
-        sets are often ordered by class, and the first examples would be a biased sample."""
-        if count is None or count >= len(self.data):
-            return self.data
-        generator = torch.Generator().manual_seed(self.seed)
-        return self.data.subset(torch.randperm(len(self.data), generator=generator)[:count].sort().values)
+        """``count`` examples of the data drawn at random with the audit's seed (``Dataset.sample``)."""
+        return self.data.sample(count, seed=self.seed)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from trustlab.backdoor.cleanse import BackdoorScanResult, CleanseSettings, neural_cleanse
 from trustlab.backdoor.repair import METHODS, RepairResult, prune, unlearn
 from trustlab.backdoor.triggers import Trigger
@@ -22,10 +20,7 @@ def clean_sample(data: Any, count: int, *, seed: int = 0) -> Any:
     data that cannot show a backdoor (fewer than two classes)."""
     if len(set(data.y.tolist())) < 2:
         raise InputError(f"data set {data.name!r} holds a single class; a backdoor scan needs clean inputs of several")
-    if count >= len(data):
-        return data
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    return data.subset(order[:count].sort().values)
+    return data.sample(count, seed=seed)
 
 
 def run_backdoor_scan(

@@ -135,6 +135,14 @@ class Dataset:
         }
         return replace(self, x=self.x[indices], y=self.y[indices], protected=protected)
 
+    def sample(self, count: int | None, *, seed: int = 0) -> Dataset:
+        """``count`` examples drawn at random (seeded, kept in data order), or all of them: data
+        sets are often ordered by class, and the first examples would be a biased sample."""
+        if count is None or count >= len(self):
+            return self
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return self.subset(order[:count].sort().values)
+
     def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-feature mean and std (std floored at 1e-6): a Classifier's normalisation for tabular data."""
         dims = [0] if self.x.ndim == 2 else [0, 2, 3]
