@@ -457,7 +457,9 @@ def run_plan(
         step = item.step
         remaining -= item.seconds
         if item.skip_reason:
-            skipped.setdefault(step.axis, f"{step.name}: {item.skip_reason}")
+            # the axis names the line; the step's name only adds where it differs (robustness: apgd: ...)
+            named = "" if step.name == step.axis else f"{step.name}: "
+            skipped.setdefault(step.axis, f"{named}{item.skip_reason}")
             _notify(on_step, item, "skipped", remaining)
             continue
         failure_key = f"failed-{step.name}"
