@@ -319,6 +319,19 @@ def test_dispatch_and_options_that_do_not_apply(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.zeros((2, 2)), y=np.array([0, 1]))
     with pytest.raises(InputError, match=r"image_size \(--image-size\) applies to image folders only"):
         open_dataset(tmp_path / "d.npz", image_size=(2, 2))
-    with pytest.raises(InputError, match=r"protected \(--protected\) applies to .csv files only"):
+    with pytest.raises(InputError, match="protected attribute 'sex' is not in data set 'd'; it has: none"):
         open_dataset(tmp_path / "d.npz", protected=["sex"])
+    (tmp_path / "pics" / "a").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"protected \(--protected\) applies to .csv files \(columns\) and data sets"):
+        open_dataset(tmp_path / "pics", protected=["sex"])
     assert open_dataset(tmp_path / "d.npz", class_names=["no", "yes"]).class_names == ("no", "yes")
+
+
+def test_protected_picks_the_attributes_a_data_set_carries(tmp_path):
+    """``--protected`` on an .npz file (or a registered set) keeps only the attributes named."""
+    x, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
+    np.savez(tmp_path / "p.npz", x=x, y=y, protected_sex=np.array([0, 1, 1, 0]), protected_race=np.array([0, 0, 1, 1]))
+    assert set(open_dataset(tmp_path / "p.npz").protected) == {"sex", "race"}
+    assert set(open_dataset(tmp_path / "p.npz", protected=["race"]).protected) == {"race"}
+    with pytest.raises(InputError, match="protected attribute 'age' is not in data set 'p'; it has: race, sex"):
+        open_dataset(tmp_path / "p.npz", protected=["age", "sex"])

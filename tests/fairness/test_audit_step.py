@@ -30,3 +30,19 @@ def test_the_fairness_step_runs_per_attribute_and_reaches_the_scorecard(tmp_path
     _, planned = prepare(three, data, profile="quick")
     (step,) = [p for p in planned if p.step.name == "fairness"]
     assert step.skip_reason == "fairness metrics need a binary classifier; this model has 3 classes"
+
+
+def test_protected_picks_the_attributes_the_audit_judges(tmp_path, reference_data):
+    """``trustlab audit --dataset adult --protected sex``: the data keeps only ``sex``, so the
+    fairness step judges sex alone (adult also carries race)."""
+    from trustlab.data.io import open_dataset
+
+    data = open_dataset("adult", "test", root=reference_data, protected=["sex"])
+    assert set(data.protected) == {"sex"}
+    torch.manual_seed(0)
+    width = data.x.shape[1]
+    classifier = Classifier(nn.Linear(width, 2), input_shape=(width,), num_classes=2, bounds=None)
+    ctx, planned = prepare(classifier, data.subset(slice(0, 2000)), profile="quick")
+    (fairness,) = [p for p in planned if p.step.name == "fairness"]
+    outcome = run_audit(RunDirectory(tmp_path / "run"), ctx, [fairness], source="linear")
+    assert [k for k in outcome.run.results if k.startswith("fairness-")] == ["fairness-adult-sex"]

@@ -17,8 +17,7 @@ def fairness() -> None:
 def _open(dataset, split, data_dir, protected, label_column):
     from trustlab.data.io import open_dataset
 
-    is_csv = str(dataset).lower().endswith(".csv")
-    return open_dataset(dataset, split, root=data_dir, label_column=label_column, protected=protected if is_csv else ())
+    return open_dataset(dataset, split, root=data_dir, label_column=label_column, protected=protected)
 
 
 @fairness.command("audit")

@@ -65,7 +65,10 @@ def data_format_options(fn: Any) -> Any:
             click.option("--label-column", expose_value=False, callback=_data_format, help="CSV: the label column"),
             click.option(
                 "--protected", multiple=True, expose_value=False, callback=_data_format,
-                help="CSV: a protected-attribute column kept out of the features (repeatable)",
+                help=(
+                    "protected attribute (repeatable): a CSV column kept out of the features, or one a data set "
+                    "carries (adult: sex, race), then only those named are judged"
+                ),
             ),
             click.option(
                 "--image-size", nargs=2, type=click.IntRange(min=1), default=None, expose_value=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,6 +15,7 @@ from trustlab.core.exceptions import InputError
 
 ERR_NO_EXAMPLES = "data set {name!r} has no examples"
 ERR_BOUNDS_ARG = "bounds must be two finite numbers (low, high) with low < high, got {got!r}"
+ERR_UNKNOWN_ATTRIBUTE = "protected attribute {name!r} is not in data set {dataset!r}; it has: {known}"
 MAX_CLASSES = 100_000  # class (or category) counts inferred from integer codes stop here
 
 
@@ -134,6 +136,15 @@ class Dataset:
             name: ProtectedAttribute(attr.codes[indices], attr.categories) for name, attr in self.protected.items()
         }
         return replace(self, x=self.x[indices], y=self.y[indices], protected=protected)
+
+    def keep_protected(self, names: Sequence[str]) -> Dataset:
+        """The same data set with only the protected attributes ``names`` (a one-line InputError
+        names those it does not carry): how ``--protected`` picks attributes of a registered set."""
+        for name in names:
+            if name not in self.protected:
+                known = ", ".join(sorted(self.protected)) or "none"
+                raise InputError(ERR_UNKNOWN_ATTRIBUTE.format(name=name, dataset=self.name, known=known))
+        return replace(self, protected={n: self.protected[n] for n in dict.fromkeys(names)})
 
     def sample(self, count: int | None, *, seed: int = 0) -> Dataset:
         """``count`` examples drawn at random (seeded, kept in data order), or all of them: data

@@ -44,7 +44,7 @@ def _refuse(what: str, **options: object) -> None:
     """An option given for a format it does not apply to is an error, not silently ignored."""
     applies = {
         "label_column": ".csv files",
-        "protected": ".csv files",
+        "protected": ".csv files (columns) and data sets that carry protected attributes (a choice of them)",
         "class_names": ".npz and .csv files",
         "image_size": "image folders",
     }
@@ -53,6 +53,11 @@ def _refuse(what: str, **options: object) -> None:
         if given:
             flag = "--" + option.replace("_", "-")
             raise InputError(ERR_OPTION.format(option=f"{option} ({flag})", formats=applies[option], what=what))
+
+
+def _chosen_protected(data: Dataset, protected: Sequence[str]) -> Dataset:
+    """A registered set or an .npz file carries its protected attributes; ``protected`` picks some."""
+    return data.keep_protected(protected) if protected else data
 
 
 def open_dataset(
@@ -73,6 +78,8 @@ def open_dataset(
       set; write ``./mnist`` for a local folder of that name;
     * ``*.npz``: arrays ``x``, ``y`` and optionally ``class_names``, ``protected_<name>``,
       ``bounds`` (see :mod:`trustlab.data.arrays`);
+    * for a registered set or an ``.npz`` file, ``protected`` keeps only the named protected
+      attributes it carries (an absent one is an error);
     * ``*.csv``: a header row, the labels in ``label_column`` (required), ``protected`` columns
       kept out of the features, every other column a numeric feature (see :mod:`trustlab.data.csv`);
     * a folder: one sub-folder of PNG/JPEG images per class, scaled to [0, 1]; all one size
@@ -88,11 +95,10 @@ def open_dataset(
         _refuse(
             f"the registered data set {name_or_path!r}",
             label_column=label_column,
-            protected=protected,
             class_names=class_names,
             image_size=image_size,
         )
-        return require_examples(load_dataset(name_or_path, split, root=root))
+        return _chosen_protected(require_examples(load_dataset(name_or_path, split, root=root)), protected)
     path = Path(name_or_path).expanduser()
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -104,9 +110,9 @@ def open_dataset(
         )
         data = dataset_from_folder(path, image_size=image_size, bounds=bounds)
     elif suffix == ".npz":
-        _refuse(f"an .npz file ({path.name})", label_column=label_column, protected=protected,
-                image_size=image_size)  # fmt: skip
+        _refuse(f"an .npz file ({path.name})", label_column=label_column, image_size=image_size)
         data = dataset_from_npz(path, class_names=None if class_names is None else tuple(class_names), bounds=bounds)
+        data = _chosen_protected(data, protected)
     elif suffix == ".csv":
         _refuse(f"a .csv file ({path.name})", image_size=image_size)
         data = dataset_from_csv(

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from trustlab.core.exceptions import InputError
+from trustlab.data.dataset import ERR_UNKNOWN_ATTRIBUTE
 
 SEPARATOR = " & "  # joins the categories of an intersectional group: "Female & Black"
 ERR_NO_ATTRIBUTES = "name at least one protected attribute (e.g. --protected sex)"
-ERR_UNKNOWN_ATTRIBUTE = "protected attribute {name!r} is not in data set {dataset!r}; it has: {known}"
 ERR_SINGLE_GROUP = "{what} splits the data into a single group ({group!r}); fairness needs at least two groups"
 ERR_UNKNOWN_PRIVILEGED = "privileged group {value!r} is not one of the groups: {groups}"
 ERR_NOT_BINARY = "{name} must be binary (0 and 1 only), got the values {values}"
