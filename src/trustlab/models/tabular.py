@@ -19,6 +19,7 @@ from trustlab.data.dataset import Dataset
 MODEL_KINDS = ("gradient_boosting", "logistic")
 ERR_UNKNOWN_KIND = "unknown model kind {kind!r}; expected one of: {expected}"
 ERR_ONE_CLASS = "train must contain examples of both classes (labels 0 and 1)"
+ERR_SAMPLE_WEIGHT = "sample_weight must be {n} finite weights >= 0 (one per example, not all 0), got {got}"
 
 
 def check_tabular(data: Dataset, name: str) -> None:
@@ -38,12 +39,17 @@ def tabular_arrays(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return data.x.detach().cpu().numpy().astype(np.float64), data.y.detach().cpu().numpy().astype(np.int64)
 
 
-def fit_tabular_model(train: Dataset, *, kind: str = "gradient_boosting", seed: int = 0) -> Any:
+def fit_tabular_model(
+    train: Dataset, *, kind: str = "gradient_boosting", seed: int = 0, sample_weight: Any = None
+) -> Any:
     """A fitted scikit-learn binary classifier.
 
     ``"gradient_boosting"``: ``GradientBoostingClassifier`` (100 trees of depth 3), whose trees
     ``shap.TreeExplainer`` reads exactly (unlike the binned histogram variant). ``"logistic"``:
     standardisation + ``LogisticRegression`` in one pipeline, explained by Kernel SHAP.
+    ``sample_weight``: one non-negative weight per training example (e.g. reweighing's), passed
+    to the classifier's fit (for the pipeline, to the logistic regression; the standardisation
+    stays unweighted); None weighs every example alike.
     """
     check_tabular(train, "train")
     if kind not in MODEL_KINDS:
@@ -51,6 +57,20 @@ def fit_tabular_model(train: Dataset, *, kind: str = "gradient_boosting", seed: 
     x, y = tabular_arrays(train)
     if set(np.unique(y).tolist()) != {0, 1}:
         raise InputError(ERR_ONE_CLASS)
+    fit_params: dict[str, Any] = {}
+    if sample_weight is not None:
+        raw = sample_weight.detach().cpu().numpy() if hasattr(sample_weight, "detach") else sample_weight
+        try:
+            weights = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise InputError(ERR_SAMPLE_WEIGHT.format(n=len(y), got=type(raw).__name__)) from error
+        if weights.shape != (len(y),):
+            raise InputError(ERR_SAMPLE_WEIGHT.format(n=len(y), got=f"shape {weights.shape}"))
+        if not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+            got = f"values from {np.nanmin(weights):g} to {np.nanmax(weights):g}" if len(weights) else "none"
+            raise InputError(ERR_SAMPLE_WEIGHT.format(n=len(y), got=got))
+        key = "sample_weight" if kind == "gradient_boosting" else "logisticregression__sample_weight"
+        fit_params[key] = weights
     if kind == "gradient_boosting":
         from sklearn.ensemble import GradientBoostingClassifier
 
@@ -61,7 +81,7 @@ def fit_tabular_model(train: Dataset, *, kind: str = "gradient_boosting", seed: 
         from sklearn.preprocessing import StandardScaler
 
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    return model.fit(x, y)
+    return model.fit(x, y, **fit_params)
 
 
 def is_tree_model(model: Any) -> bool:
