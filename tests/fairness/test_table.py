@@ -168,3 +168,21 @@ def test_the_section_and_scores_show_the_results_numbers():
     assert ratio.value == di.value and ratio.interval == di.interval and "four-fifths" in ratio.sentence
     assert odds.key == "fairness.equalized_odds_difference" and odds.value == result.equalized_odds_all_groups.value
     assert fmt.pct(result.accuracy.value) in summary_lines([result])[1]
+
+
+def test_the_section_shows_roc_and_reliability_figures_only_with_scores():
+    from trustlab.capabilities import load_views
+    from trustlab.core.views import view_for
+
+    load_views()
+    y_true, y_pred, score, groups = _synthetic(1500)
+    view = view_for("fairness")
+    scored = fairness_table(y_true, y_pred, score, groups, attributes=("sex",), resamples=50)
+    names = [f.name for f in view.section("fairness-x", scored).figures]
+    assert names == ["fairness-x-selection", "fairness-x-roc", "fairness-x-reliability"]
+    assert all(f.png.startswith(b"\x89PNG") for f in view.section("fairness-x", scored).figures)
+    bare = fairness_table(y_true, y_pred, None, groups, attributes=("sex",), resamples=50)
+    assert [f.name for f in view.section("fairness-x", bare).figures] == ["fairness-x-selection"]
+    # the curves are part of the result and travel with it
+    assert len(scored.curves) == 2 and scored.curves[0].group == scored.groups[0].group
+    assert Result.from_json(scored.to_json()) == scored

@@ -39,3 +39,68 @@ def selection_rate_figure(result: FairnessResult) -> bytes:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return to_png(fig)
+
+
+def _no_curves(ax, what: str) -> None:
+    ax.text(50, 50, f"no scores were given (decisions only):\nno {what}", ha="center", va="center", fontsize=8)
+
+
+def roc_figure(result: FairnessResult) -> bytes:
+    """Each group's ROC curve (TPR against FPR of the rules ``score >= t``, in %) with its AUC in the
+    legend, the chance diagonal, and each group's operating point (its TPR and FPR at the decision
+    threshold) as a dot. Without scores: empty axes with a note."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    colours = plt.get_cmap("tab10")
+    ax.plot([0, 100], [0, 100], color="#999999", linestyle=":", linewidth=0.8, label="chance (AUC 0.5)")
+    if result.curves is None:
+        _no_curves(ax, "ROC curves")
+    else:
+        for k, (curve, row) in enumerate(zip(result.curves, result.groups)):
+            colour = colours(k % 10)
+            if curve.auc is None:
+                ax.plot([], [], color=colour, label=f"{curve.group} (AUC undefined: one class only)")
+                continue
+            ax.plot(
+                100 * np.asarray(curve.fpr),
+                100 * np.asarray(curve.tpr),
+                color=colour,
+                linewidth=1.2,
+                label=f"{curve.group} (AUC {curve.auc:.3f})",
+            )
+            if np.isfinite(row.fpr.value) and np.isfinite(row.tpr.value):
+                ax.plot(100 * row.fpr.value, 100 * row.tpr.value, "o", color=colour, markersize=4)
+    ax.set_xlim(-1, 101)
+    ax.set_ylim(-1, 101)
+    ax.set_xlabel("false positive rate, P(score >= t | y = 0) (%)")
+    ax.set_ylabel("true positive rate, P(score >= t | y = 1) (%)")
+    ax.set_title(f"ROC curve per group ({result.group_label}); dots: the decisions", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return to_png(fig)
+
+
+def reliability_figure(result: FairnessResult) -> bytes:
+    """Each group's reliability diagram: the observed positive rate against the mean score in each
+    non-empty score bin (both in %), markers sized by the bin's share of the group, the diagonal of
+    perfect calibration, and each group's ECE in the legend. Without scores: empty axes with a note."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    colours = plt.get_cmap("tab10")
+    ax.plot([0, 100], [0, 100], color="#999999", linestyle=":", linewidth=0.8, label="perfectly calibrated")
+    if result.curves is None:
+        _no_curves(ax, "reliability diagram")
+    else:
+        for k, (curve, row) in enumerate(zip(result.curves, result.groups)):
+            colour = colours(k % 10)
+            count = np.asarray(curve.count, dtype=float)
+            ece = "n/a" if row.ece is None else f"{row.ece.value:.3f}"
+            x, y = 100 * np.asarray(curve.mean_score), 100 * np.asarray(curve.positive_rate)
+            ax.plot(x, y, color=colour, linewidth=1, label=f"{curve.group} (ECE {ece})")
+            ax.scatter(x, y, s=8 + 60 * count / max(1.0, count.sum()), color=colour, zorder=3)
+    ax.set_xlim(-1, 101)
+    ax.set_ylim(-1, 101)
+    ax.set_xlabel("mean score in the bin, predicted P(y = 1) (%)")
+    ax.set_ylabel("observed positive rate in the bin, P(y = 1) (%)")
+    ax.set_title(f"Reliability per group ({result.group_label}), {result.bins} equal-width bins", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return to_png(fig)

@@ -13,6 +13,7 @@ import numpy as np
 from trustlab.core.exceptions import InputError
 from trustlab.core.results import Record, Result
 from trustlab.core.validate import positive_int
+from trustlab.fairness.curves import DEFAULT_ROC_POINTS, curve_area, reliability_bins, roc_curve_points, thin_curve
 from trustlab.fairness.metrics import (
     DEFAULT_BINS,
     DEFAULT_NEIGHBOURS,
@@ -85,10 +86,60 @@ class PairRow(Record):
 
 
 @dataclass(frozen=True)
+class GroupCurves(Record):
+    """One group's ROC curve (FPR and TPR of the rules ``score >= t``, at most ``roc_points`` of
+    its points, with the AUC of the full curve) and reliability diagram (per non-empty score bin:
+    its number, mean score, observed positive rate and example count). ``auc`` is None and the
+    ROC points are empty when the group lacks positives or negatives."""
+
+    kind = "fairness.curves"
+    group: str
+    auc: float | None
+    fpr: tuple[float, ...]
+    tpr: tuple[float, ...]
+    bin: tuple[int, ...]
+    mean_score: tuple[float, ...]
+    positive_rate: tuple[float, ...]
+    count: tuple[int, ...]
+
+
+def group_curves(
+    y_true: np.ndarray, y_score: np.ndarray, codes: np.ndarray, labels: tuple[str, ...], *, bins: int, roc_points: int
+) -> tuple[GroupCurves, ...]:
+    """:class:`GroupCurves` of every group (one pass over the groups; each curve is vectorised)."""
+    out = []
+    for k, label in enumerate(labels):
+        member = codes == k
+        truth, score = y_true[member], y_score[member]
+        positives = int(truth.sum())
+        fpr = tpr = np.zeros(0)
+        auc = None
+        if 0 < positives < len(truth):
+            fpr, tpr = roc_curve_points(truth, score)
+            auc = curve_area(fpr, tpr)
+            fpr, tpr = thin_curve(fpr, tpr, roc_points)
+        which, mean, rate, count = reliability_bins(truth, score, bins)
+        out.append(
+            GroupCurves(
+                group=label,
+                auc=auc,
+                fpr=tuple(fpr.tolist()),
+                tpr=tuple(tpr.tolist()),
+                bin=tuple(which.tolist()),
+                mean_score=tuple(mean.tolist()),
+                positive_rate=tuple(rate.tolist()),
+                count=tuple(count.tolist()),
+            )
+        )
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class FairnessResult(Result):
     """Group fairness of one model's decisions on one data set (see ``fairness.metrics`` for the
     definitions): the per-group table, each unprivileged group against the privileged one, the
-    all-groups equalised odds difference, accuracy and consistency, each with a bootstrap interval."""
+    all-groups equalised odds difference, accuracy and consistency, each with a bootstrap interval;
+    with scores, each group's ROC curve and reliability diagram (``curves``)."""
 
     kind = "fairness"
     dataset: str
@@ -112,6 +163,7 @@ class FairnessResult(Result):
     examples: int
     model: str
     seconds: float
+    curves: tuple[GroupCurves, ...] | None = None  # one per group, in the order of ``groups``; None: no scores
 
     def worst(self, metric: str) -> PairRow:
         """The unprivileged group farthest from parity by ``metric`` (largest absolute difference;
@@ -191,6 +243,7 @@ def fairness_table(
     resamples: int = DEFAULT_RESAMPLES,
     level: float = 0.95,
     seed: int = 0,
+    roc_points: int = DEFAULT_ROC_POINTS,
 ) -> FairnessResult:
     """Every group metric and every pair metric with a percentile bootstrap interval.
 
@@ -201,13 +254,15 @@ def fairness_table(
     ``min_group_size`` examples. ``x`` (features, optional) adds Zemel's consistency over
     ``neighbours`` nearest neighbours; its interval resamples the per-example terms, with the
     neighbours found once on the full data. All ``resamples`` resamples are drawn at once
-    (seeded) and tallied with matrix operations.
+    (seeded) and tallied with matrix operations. With scores, each group's ROC curve (at most
+    ``roc_points`` points) and reliability diagram (over the ``bins`` bins of the ECE) are kept too.
     """
     start = time.perf_counter()
     inputs = check_inputs(y_true, y_pred, y_score, groups)
     resamples = positive_int(resamples, "resamples")
     bins = positive_int(bins, "bins")
     min_group_size = positive_int(min_group_size, "min_group_size")
+    roc_points = positive_int(roc_points, "roc_points")
     if not 0 < level < 1:
         raise InputError(f"level must lie in (0, 1), got {level}")
     n = len(inputs.codes)
@@ -258,6 +313,11 @@ def fairness_table(
                 small=small,
             )
         )
+    curves = None
+    if inputs.y_score is not None:
+        curves = group_curves(
+            inputs.y_true, inputs.y_score, inputs.codes, inputs.labels, bins=bins, roc_points=max(2, roc_points)
+        )
     pairs = tuple(
         PairRow(label, *(est(metric, k) for metric in PAIR_METRICS)) for k, label in enumerate(inputs.labels) if k != p
     )
@@ -283,4 +343,5 @@ def fairness_table(
         examples=n,
         model=model,
         seconds=time.perf_counter() - start,
+        curves=curves,
     )

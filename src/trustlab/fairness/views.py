@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trustlab.core import format as fmt
 from trustlab.core.views import Figure, Score, Section, Table, register_view
-from trustlab.fairness.figures import selection_rate_figure
+from trustlab.fairness.figures import reliability_figure, roc_figure, selection_rate_figure
 from trustlab.fairness.metrics import PAIR_METRICS
 from trustlab.fairness.table import FOUR_FIFTHS, METRIC_NAMES, Estimate, FairnessResult
 
@@ -83,6 +83,30 @@ def _section(name: str, result: FairnessResult) -> Section:
             ),
         )
     ece = "" if result.threshold is None else f"; ECE over {result.bins} equal-width bins of the score"
+    figures = [
+        Figure(
+            f"{name}-selection",
+            f"Selection rate per group ({result.group_label}) with {level}; dashed: the four-fifths line.",
+            selection_rate_figure(result),
+        )
+    ]
+    if result.curves is not None:
+        figures += [
+            Figure(
+                f"{name}-roc",
+                f"ROC curve of the score per group ({result.group_label}), with its AUC; dots: each group's "
+                "decisions. A lower curve: the score ranks that group's examples worse, and no threshold "
+                "gives it the other groups' error rates.",
+                roc_figure(result),
+            ),
+            Figure(
+                f"{name}-reliability",
+                f"Reliability per group ({result.group_label}): observed positive rate against mean score in "
+                f"each of {result.bins} equal-width score bins (larger dots: more examples), with each group's "
+                "ECE. Off the diagonal, the score means something else for that group.",
+                reliability_figure(result),
+            ),
+        ]
     return Section(
         name,
         f"Fairness by {result.group_label} ({result.dataset})",
@@ -102,13 +126,7 @@ def _section(name: str, result: FairnessResult) -> Section:
                 foldable=False,
             ),
         ],
-        figures=[
-            Figure(
-                f"{name}-selection",
-                f"Selection rate per group ({result.group_label}) with {level}; dashed: the four-fifths line.",
-                selection_rate_figure(result),
-            )
-        ],
+        figures=figures,
     )
 
 
