@@ -221,3 +221,34 @@ def test_errors_name_the_parameter():
         model.predict(score, groups[:3])
     with pytest.raises(InputError, match="y_score must hold probabilities"):
         model.predict(np.array([0.2, 2.0, 0.3, 0.7]), groups)
+
+
+def test_a_parity_ratio_lets_rates_differ_by_at_most_that_ratio():
+    # a: 0.9 (y=1), 0.8 (y=1), 0.2 (y=0), 0.1 (y=0); b: 0.9 (y=1), 0.6 (y=0), 0.4 (y=0), 0.3 (y=0), 0.2 (y=0).
+    # Alone, a would select 2 of 4 (rate 0.5) and b 1 of 5 (0.2), all correct. Equal rates cost
+    # accuracy; with ratio 0.4 the rates 0.5 and 0.2 (0.2 / 0.5 = 0.4) are allowed and all 9 are right.
+    groups = np.array(["a"] * 4 + ["b"] * 5)
+    score = np.array([0.9, 0.8, 0.2, 0.1, 0.9, 0.6, 0.4, 0.3, 0.2])
+    y = np.array([1, 1, 0, 0, 1, 0, 0, 0, 0])
+    loose = GroupThresholds(ratio=0.4, grid=100).fit(y, score, groups)
+    np.testing.assert_allclose(loose.rates_, [0.5, 0.2])
+    assert loose.accuracy_ == pytest.approx(1.0)
+    np.testing.assert_array_equal(loose.predict(score, groups), y)
+    strict = GroupThresholds(ratio=1.0, grid=100).fit(y, score, groups)
+    assert strict.rates_[0] == strict.rates_[1] and strict.accuracy_ < 1.0
+
+
+def test_the_four_fifths_ratio_holds_on_the_fit_data_and_costs_less_than_parity():
+    rng = np.random.default_rng(3)
+    n = 20_000
+    groups = np.where(rng.random(n) < 0.4, "u", "p")
+    y = (rng.random(n) < np.where(groups == "u", 0.15, 0.35)).astype(int)
+    score = np.clip(0.5 * y + rng.normal(0.25, 0.2, n), 0, 1)
+    four_fifths = GroupThresholds(ratio=0.8).fit(y, score, groups)
+    decisions = four_fifths.predict(score, groups)
+    rates = [decisions[groups == g].mean() for g in ("p", "u")]
+    assert min(rates) / max(rates) >= 0.8 - 0.01
+    assert four_fifths.rates_.min() / four_fifths.rates_.max() >= 0.8 - 1e-9
+    assert four_fifths.accuracy_ >= GroupThresholds(ratio=1.0).fit(y, score, groups).accuracy_
+    with pytest.raises(InputError, match="ratio must be a number in"):
+        GroupThresholds(ratio=1.5)

@@ -7,6 +7,15 @@ import click
 from trustlab.cli.options import data_dir_option, echo_and_report, new_run, open_model, out_option
 
 DEFAULT_KIND = "logistic"
+MITIGATIONS = (
+    "reweighing",
+    "massaging",
+    "disparate_impact_remover",
+    "lfr",
+    "thresholds_dp",
+    "thresholds_four_fifths",
+    "thresholds_eo",
+)  # fmt: skip  (trustlab.fairness.mitigation.METHODS, kept here so that --help imports no torch)
 
 
 @click.group("fairness")
@@ -100,6 +109,57 @@ def audit(
         resamples=resamples, seed=seed,
     )  # fmt: skip
     echo_and_report(run, [result], title="trustlab fairness audit")
+
+
+@fairness.command("mitigate")
+@click.option("--dataset", required=True, help="registered tabular data set with train and test splits (e.g. adult)")
+@click.option(
+    "--protected", multiple=True, required=True,
+    help="protected attribute (repeatable: several give intersectional groups, e.g. sex x race)",
+)  # fmt: skip
+@click.option(
+    "--kind", type=click.Choice(["logistic", "gradient_boosting"]), default=DEFAULT_KIND, show_default=True,
+    help="the model fitted by every method",
+)  # fmt: skip
+@click.option(
+    "--method", "methods", multiple=True, type=click.Choice(list(MITIGATIONS)),
+    help="a mitigation to try (repeatable; default: all; the baseline always runs)",
+)  # fmt: skip
+@click.option(
+    "--privileged", default=None,
+    help='privileged group, e.g. Male (default: the group the baseline selects most)',
+)  # fmt: skip
+@click.option("--resamples", type=click.IntRange(min=1), default=1000, show_default=True, help="bootstrap resamples")
+@click.option("--seed", type=int, default=0, show_default=True)
+@out_option("runs/fairness-mitigate")
+@data_dir_option
+def mitigate(dataset, protected, kind, methods, privileged, resamples, seed, out, data_dir) -> None:
+    """Retrain with each mitigation (reweighing, massaging, disparate impact removal, learned fair
+    representations, group thresholds) and compare accuracy and fairness on the test split."""
+    from trustlab.core.exceptions import InputError
+    from trustlab.data.registry import list_datasets
+    from trustlab.fairness.checks import run_mitigations
+    from trustlab.fairness.groups import binary, protected_groups
+    from trustlab.fairness.metrics import encode_groups
+
+    protected = list(dict.fromkeys(protected))
+    splits = {spec.name: spec.splits for spec in list_datasets()}
+    if dataset not in splits or not {"train", "test"} <= set(splits[dataset]):
+        raise InputError(
+            f"mitigate needs a registered data set with train and test splits (e.g. adult), got {dataset!r}"
+        )
+    train = _open(dataset, "train", data_dir, protected, None)
+    test = _open(dataset, "test", data_dir, protected, None)
+    if train.kind != "tabular":
+        raise InputError(f"mitigate needs tabular data; {dataset} holds images")
+    encode_groups(protected_groups(train, protected), what="--protected " + " x ".join(protected))
+    binary(train.y, f"labels of data set {dataset!r}", len(train))
+    run = new_run(out, seed=seed)
+    result = run_mitigations(
+        run, train, test, protected=protected, methods=methods or None, kind=kind, privileged=privileged,
+        resamples=resamples, seed=seed,
+    )  # fmt: skip
+    echo_and_report(run, [result], title="trustlab fairness mitigate")
 
 
 COMMANDS = (fairness,)

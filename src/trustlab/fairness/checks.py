@@ -115,3 +115,30 @@ def run_fairness(
             seed=seed,
         )
     return run.add(key, result)
+
+
+def run_mitigations(
+    run: Any,
+    train: Any,
+    test: Any,
+    *,
+    protected: Sequence[str],
+    methods: Sequence[str] | None = None,
+    kind: str = "logistic",
+    privileged: Any = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> Any:
+    """Every mitigation (see :mod:`trustlab.fairness.mitigation`) fitted on ``train`` and measured on
+    ``test`` by the groups of ``protected``, added to ``run``."""
+    from trustlab.fairness.mitigation import mitigate
+
+    protected = [protected] if isinstance(protected, str) else list(protected)
+    run.describe_data(test)
+    key = f"mitigation-{test.name}-{'-'.join(protected)}"
+    with run.timed(key):
+        result = mitigate(
+            train, test, protected=protected, methods=methods, kind=kind, privileged=privileged,
+            resamples=resamples, seed=seed,
+        )  # fmt: skip
+    return run.add(key, result)

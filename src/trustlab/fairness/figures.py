@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from trustlab.core.plots import plt, to_png
+from trustlab.fairness.mitigation import MitigationResult
 from trustlab.fairness.table import FOUR_FIFTHS, FairnessResult
 
 
@@ -102,5 +103,34 @@ def reliability_figure(result: FairnessResult) -> bytes:
     ax.set_ylabel("observed positive rate in the bin, P(y = 1) (%)")
     ax.set_title(f"Reliability per group ({result.group_label}), {result.bins} equal-width bins", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return to_png(fig)
+
+
+def tradeoff_figure(result: MitigationResult) -> bytes:
+    """Accuracy against disparate impact (lower selection rate / higher) for every mitigation, each
+    with its bootstrap intervals on both axes; the four-fifths line drawn, the baseline in black."""
+    rows = result.rows
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, row in enumerate(rows):
+        acc, di = row.accuracy, row.disparate_impact
+        colour = "black" if row.method == "baseline" else plt.cm.tab10(i % 10)
+        ax.errorbar(
+            100 * acc.value,
+            di.value,
+            xerr=[[100 * max(acc.value - acc.low, 0)], [100 * max(acc.high - acc.value, 0)]],
+            yerr=[[np.nan_to_num(max(di.value - di.low, 0))], [np.nan_to_num(max(di.high - di.value, 0))]],
+            fmt="o",
+            color=colour,
+            capsize=3,
+            linewidth=1,
+            label=f"{row.method} ({row.stage})",
+        )
+    ax.axhline(FOUR_FIFTHS, color="#d62728", linestyle="--", linewidth=1, label="four-fifths line (0.8)")
+    ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel(f"accuracy on {result.test_examples:,} test examples (%)")
+    ax.set_ylabel(f"disparate impact by {result.group_label}\n(lower selection rate / higher)")
+    ax.set_title(f"Accuracy vs fairness, {100 * result.level:.0f}% bootstrap intervals", fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return to_png(fig)

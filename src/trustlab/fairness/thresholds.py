@@ -20,6 +20,10 @@ a block of tied scores, the tied examples are selected at random with the probab
 the expected rate exactly r (the band is then the tie: from the tied score up to the next higher
 score). The expected accuracy on the fitting data is computed for every r at once (a linear
 interpolation of the cumulative positives over the tie blocks) and the first best r is kept.
+With ``ratio`` below 1 the rates may differ as long as the lowest is at least ``ratio`` times the
+highest (0.8: the four-fifths rule of disparate impact): for each top rate R on the grid every
+group takes its most accurate rate in [ratio R, R], and the best R is kept (an R x R table per
+group, so memory grows with ``grid`` squared).
 
 **equalized_odds** (Hardt, Price and Srebro, 2016). Thresholding group g's score at every value
 traces its ROC curve; mixing two thresholds reaches any point on the segment between them, and
@@ -47,6 +51,7 @@ from trustlab.fairness.groups import ERR_LENGTHS, binary, encode_groups
 
 CONSTRAINTS = ("demographic_parity", "equalized_odds")
 ERR_CONSTRAINT = "constraint must be one of {known}, got {value!r}"
+ERR_RATIO = "ratio must be a number in (0, 1] (1: equal selection rates, 0.8: the four-fifths rule), got {value!r}"
 ERR_SCORES = "y_score must hold probabilities of the positive class: finite values in [0, 1]"
 ERR_SCORE_SHAPE = "y_score must be a 1-D array of one score per example, got shape {shape}"
 ERR_UNKNOWN_GROUP = "groups holds {values} not seen in fit; fitted groups: {known}"
@@ -114,29 +119,39 @@ class GroupThresholds:
     randomised decision rule).
 
     ``constraint``: ``"demographic_parity"`` (equal selection rates) or ``"equalized_odds"`` (equal
-    true and false positive rates, Hardt et al. 2016). ``grid``: the number of steps of the common
-    selection rate tried by demographic parity (``0, 1/grid, ..., 1``; equalised odds is solved
-    exactly and ignores it). ``seed``: the seed of the per-example coins of ``predict``.
+    true and false positive rates, Hardt et al. 2016). ``ratio``: the lowest selection rate over the
+    highest that demographic parity must reach (1: equal rates; 0.8: the four-fifths rule).
+    ``grid``: the number of steps of the selection rates tried by demographic parity (``0, 1/grid,
+    ..., 1``; equalised odds is solved exactly and ignores it). ``seed``: the seed of the
+    per-example coins of ``predict``.
 
     Fitted attributes: ``groups_`` (labels, sorted, as strings), ``thresholds_``,
     ``upper_thresholds_``, ``band_probabilities_``, ``random_shares_`` (one per group),
     ``random_rate_``, ``accuracy_`` (expected accuracy of the decisions on the fitting data);
-    demographic parity adds ``rate_`` (the common selection rate), equalised odds ``fpr_`` and
+    demographic parity adds ``rates_`` (each group's selection rate) and ``rate_`` (the highest),
+    equalised odds ``fpr_`` and
     ``tpr_`` (the common point) and ``hulls_`` (per group, the upper ROC hull as an array of rows
     (FPR, TPR, threshold)).
     """
 
-    def __init__(self, *, constraint: str = "demographic_parity", grid: int = 1000, seed: int = 0) -> None:
+    def __init__(
+        self, *, constraint: str = "demographic_parity", ratio: float = 1.0, grid: int = 1000, seed: int = 0
+    ) -> None:
         if constraint not in CONSTRAINTS:
             raise InputError(ERR_CONSTRAINT.format(known=", ".join(CONSTRAINTS), value=constraint))
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 1:
+            raise InputError(ERR_RATIO.format(value=ratio))
         self.constraint = constraint
+        self.ratio = float(ratio)
         self.grid = positive_int(grid, "grid")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise InputError(f"seed must be an integer, got {seed!r}")
         self.seed = int(seed)
 
     def __repr__(self) -> str:
-        return f"GroupThresholds(constraint={self.constraint!r}, grid={self.grid}, seed={self.seed})"
+        return (
+            f"GroupThresholds(constraint={self.constraint!r}, ratio={self.ratio}, grid={self.grid}, seed={self.seed})"
+        )
 
     # -------------------------------------------------------------------------- fit -------------
     def fit(self, y_true: Any, y_score: Any, groups: Any) -> GroupThresholds:
@@ -157,18 +172,28 @@ class GroupThresholds:
     def _fit_parity(self, truth: np.ndarray, score: np.ndarray, members: list[np.ndarray]) -> None:
         rates = np.arange(self.grid + 1) / self.grid
         blocks = [_blocks(score[m], truth[m]) for m in members]
-        correct = np.zeros_like(rates)
+        correct = []  # (G, rates): expected correct decisions of each group at each selection rate
         for (_, selected, tp), m in zip(blocks, members):
             k = rates * len(m)
             expected_tp = np.interp(k, np.r_[0.0, selected], np.r_[0.0, tp])
             negatives = len(m) - tp[-1]
-            correct += expected_tp + negatives - (k - expected_tp)
-        best = int(np.argmax(correct))
-        self.rate_ = float(rates[best])
-        self.accuracy_ = float(correct[best] / len(truth))
+            correct.append(expected_tp + negatives - (k - expected_tp))
+        correct = np.stack(correct)
+        # every group's rate lies in [ratio * top, top] for a top rate on the grid: then the lowest
+        # rate over the highest is at least ratio. Each group takes its best rate in that window.
+        window = (rates[None, :] <= rates[:, None] + _TOLERANCE) & (
+            rates[None, :] >= self.ratio * rates[:, None] - _TOLERANCE
+        )
+        in_window = np.where(window[None], correct[:, None, :], -np.inf)  # (G, top, rate)
+        pick = in_window.argmax(-1)  # (G, top): the first best rate of each group for each top
+        total = np.take_along_axis(in_window, pick[..., None], -1)[..., 0].sum(0)
+        best = int(np.argmax(total))
+        self.rates_ = rates[pick[:, best]]
+        self.rate_ = float(self.rates_.max())
+        self.accuracy_ = float(total[best] / len(truth))
         rules = []  # (threshold, upper threshold, band probability) per group
-        for values, selected, _ in blocks:
-            k = self.rate_ * selected[-1]
+        for (values, selected, _), rate in zip(blocks, self.rates_):
+            k = rate * selected[-1]
             b = min(int(np.searchsorted(selected, k - _TOLERANCE * selected[-1])), len(values) - 1)
             before = selected[b - 1] if b else 0.0
             p = (k - before) / (selected[b] - before)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from trustlab.core import format as fmt
 from trustlab.core.views import Figure, Score, Section, Table, register_view
-from trustlab.fairness.figures import reliability_figure, roc_figure, selection_rate_figure
+from trustlab.fairness.figures import reliability_figure, roc_figure, selection_rate_figure, tradeoff_figure
 from trustlab.fairness.metrics import PAIR_METRICS
+from trustlab.fairness.mitigation import METHODS, MitigationResult
 from trustlab.fairness.table import FOUR_FIFTHS, METRIC_NAMES, Estimate, FairnessResult
 
 
@@ -172,3 +173,92 @@ def _scores(result: FairnessResult) -> list[Score]:
 
 
 register_view(FairnessResult, order=50, section=_section, summary=_summary, scores=_scores)
+
+
+def _mitigation_verdict(result: MitigationResult) -> str:
+    base, best = result.row("baseline"), result.best
+    start = (
+        f"The baseline ({result.model}) has accuracy {share(base.accuracy)} and disparate impact "
+        f"{number(base.disparate_impact)} by {result.group_label}."
+    )
+    if best is None:
+        return f"{start} No method tried reaches the four-fifths line (0.8) on the test split."
+    if best.method == "baseline":
+        return f"{start} It already passes the four-fifths line."
+    return (
+        f"{start} The most accurate method that passes the four-fifths line is {best.method}: disparate impact "
+        f"{number(best.disparate_impact)} for {result.accuracy_cost(best.method):.2f} points of accuracy."
+    )
+
+
+def _mitigation_section(name: str, result: MitigationResult) -> Section:
+    level = f"{100 * result.level:.0f}% CI"
+    rows = [
+        [
+            row.method,
+            row.stage,
+            share(row.accuracy),
+            f"{result.accuracy_cost(row.method):+.2f}" if row.method != "baseline" else "",
+            number(row.disparate_impact),
+            number(row.statistical_parity_difference),
+            number(row.equal_opportunity_difference),
+            number(row.equalized_odds_difference),
+            fmt.seconds(row.seconds),
+            row.change,
+        ]
+        for row in result.rows
+    ]
+    methods = "; ".join(f"{m}: {METHODS[m][1]}" for m in (r.method for r in result.rows))
+    return Section(
+        name,
+        f"Fairness mitigations by {result.group_label} ({result.dataset})",
+        paragraphs=[
+            _mitigation_verdict(result),
+            f"Each method is fitted on the {result.train_examples:,} training examples and measured on the "
+            f"{result.test_examples:,} test examples against the same privileged group, {result.privileged}. "
+            f"Disparate impact is the lower selection rate over the higher (at most 1); differences are the worst "
+            f"unprivileged group minus the privileged one. Intervals: percentile bootstrap over "
+            f"{result.resamples:,} resamples of the test examples (seed {result.seed}). Methods: {methods}.",
+        ],
+        facts=[("model", result.model), ("time", fmt.seconds(result.seconds))],
+        tables=[
+            Table(
+                [
+                    "method",
+                    "stage",
+                    "accuracy",
+                    "accuracy lost (points)",
+                    "disparate impact",
+                    "statistical parity difference",
+                    "equal opportunity difference",
+                    "equalised odds difference",
+                    "time",
+                    "what changed",
+                ],  # fmt: skip
+                rows,
+                f"Every method on the test split, each figure with its {level}",
+                foldable=False,
+            )
+        ],
+        figures=[
+            Figure(
+                f"{name}-tradeoff",
+                f"Accuracy against disparate impact for every method, with {level} on both axes; dashed: the "
+                "four-fifths line. Up and to the right is better.",
+                tradeoff_figure(result),
+            )
+        ],
+    )
+
+
+def _mitigation_summary(result: MitigationResult) -> list[str]:
+    lines = [f"mitigations by {result.group_label} ({result.dataset}), {result.model}:"]
+    for row in result.rows:
+        lines.append(
+            f"  {row.method:<24} accuracy {share(row.accuracy)}  disparate impact {number(row.disparate_impact)}"
+        )
+    lines.append(_mitigation_verdict(result))
+    return lines
+
+
+register_view(MitigationResult, order=51, section=_mitigation_section, summary=_mitigation_summary)
