@@ -4,7 +4,6 @@ section, and ``trustlab fairness mitigate`` on Adult with one-line errors for th
 from __future__ import annotations
 
 import json
-
 from dataclasses import replace
 
 import numpy as np
@@ -48,7 +47,8 @@ def test_every_method_runs_against_the_baselines_privileged_group(toy_result):
 def test_best_and_accuracy_cost_by_hand(toy_result):
     def row(method, acc, di):
         return MitigationRow(
-            method=method, stage="x", change="", accuracy=Estimate(acc, acc, acc), disparate_impact=Estimate(di, di, di),
+            method=method, stage="x", change="", accuracy=Estimate(acc, acc, acc),
+            disparate_impact=Estimate(di, di, di),
             statistical_parity_difference=Estimate(0, 0, 0), equal_opportunity_difference=Estimate(0, 0, 0),
             equalized_odds_difference=Estimate(0, 0, 0), seconds=0.0,
         )  # fmt: skip
