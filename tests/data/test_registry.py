@@ -18,7 +18,8 @@ from trustlab.data.idx import encode_idx, write_idx
 
 def test_unknown_dataset_and_split_name_the_choices():
     with pytest.raises(
-        UnknownNameError, match=r"unknown dataset 'mnits'; expected one of: adult, digits, fashion_mnist, mnist"
+        UnknownNameError,
+        match=r"unknown dataset 'mnits'; expected one of: adult, adult_coarse, digits, fashion_mnist, mnist",
     ):
         load_dataset("mnits")
     with pytest.raises(UnknownNameError, match=r"no split 'validation'.*train, test, sample"):

@@ -22,7 +22,7 @@ from trustlab.data.dataset import Dataset, DatasetMetadata, FileRecord, Protecte
 from trustlab.data.download import RemoteFile, ensure_files
 from trustlab.data.idx import read_idx
 from trustlab.data.paths import resolve_data_dir
-from trustlab.data.tabular import read_adult, read_pima
+from trustlab.data.tabular import read_adult, read_adult_coarse, read_pima
 
 SAMPLE_SPLIT = "sample"
 _SAMPLE_PACKAGE = "trustlab.data.sample"
@@ -135,6 +135,13 @@ class DatasetSpec:
     default_split: str
     files: Callable[[str], tuple[RemoteFile, ...]]  # files a split reads from the data directory
     build: Callable[[DatasetSpec, str, list[Path]], Dataset]
+    folder: str = ""  # folder of the data directory its files live in; "" means its own name
+
+    @property
+    def directory(self) -> str:
+        """The folder under the data directory that holds this data set's files (data sets built
+        from the same files, like ``adult`` and ``adult_coarse``, share one)."""
+        return self.folder or self.name
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -180,7 +187,7 @@ def load_dataset(name: str, split: str | None = None, *, root: str | os.PathLike
     if not files:
         return spec.build(spec, split, [])
     data_dir, origin = resolve_data_dir(root)
-    paths = ensure_files(data_dir / spec.name, files, where=f"data directory from {origin}")
+    paths = ensure_files(data_dir / spec.directory, files, where=f"data directory from {origin}")
     return spec.build(spec, split, paths)
 
 
@@ -191,7 +198,7 @@ def split_status(name: str, split: str, *, root: str | os.PathLike | None = None
     files = spec.files(split)
     if not files:
         return "bundled"
-    folder = resolve_data_dir(root)[0] / spec.name
+    folder = resolve_data_dir(root)[0] / spec.directory
     missing = [f.name for f in files if not (folder / f.name).is_file()]
     return "available" if not missing else "missing: " + ", ".join(missing)
 
@@ -348,19 +355,17 @@ def _build_pima(spec: DatasetSpec, split: str, paths: list[Path]) -> Dataset:
     )
 
 
-def _build_adult(spec: DatasetSpec, split: str, paths: list[Path]) -> Dataset:
-    x, y, names, protected = read_adult(paths[0])
+def _adult_dataset(spec: DatasetSpec, split: str, paths: list[Path], read: Callable, description: str) -> Dataset:
+    """An Adult data set read from ``adult.data`` by ``read`` (a reader of ``trustlab.data.tabular``),
+    split as every tabular set is (so ``adult`` and ``adult_coarse`` hold the same rows per split)."""
+    x, y, names, protected = read(paths[0])
     index = _stratified_split(y, split)
     metadata = DatasetMetadata(
-        source=spec.source,
-        licence=spec.licence,
-        description="1994 US census; label 1 = income >50K. sex and race are protected attributes "
-        "kept outside the features.",
-        files=_records((_ADULT_FILE,), paths),
+        source=spec.source, licence=spec.licence, description=description, files=_records((_ADULT_FILE,), paths)
     )
     attrs = {k: ProtectedAttribute(torch.from_numpy(codes[index]), cats) for k, (codes, cats) in protected.items()}
     return Dataset(
-        "adult",
+        spec.name,
         split,
         torch.from_numpy(x[index]),
         torch.from_numpy(y[index]),
@@ -370,6 +375,29 @@ def _build_adult(spec: DatasetSpec, split: str, paths: list[Path]) -> Dataset:
         feature_names=names,
         protected=attrs,
     )
+
+
+def _build_adult(spec: DatasetSpec, split: str, paths: list[Path]) -> Dataset:
+    description = (
+        "1994 US census; label 1 = income >50K. sex and race are protected attributes kept outside the features."
+    )
+    return _adult_dataset(spec, split, paths, read_adult, description)
+
+
+def _build_adult_coarse(spec: DatasetSpec, split: str, paths: list[Path]) -> Dataset:
+    """Adult preprocessed as AIF360's ``load_preproc_data_adult`` (see :func:`read_adult_coarse`).
+
+    AIF360 reads ``adult.data`` and ``adult.test`` together (48,842 rows) and splits them at random
+    in its tutorials; here only ``adult.data`` is read (32,561 rows), so counts and figures differ
+    from AIF360's published ones by sampling, not by preprocessing.
+    """
+    description = (
+        "1994 US census coarsened as AIF360's load_preproc_data_adult: age by decade (>=70 capped), education "
+        "years grouped (<6, 6..12, >12), race (White = 1) and sex (Male = 1), all one-hot or 0/1; label 1 = "
+        "income >50K. sex and race are protected attributes AND feature columns, as in AIF360. AIF360 uses "
+        "adult.data + adult.test (48,842 rows); this reads adult.data only (32,561 rows)."
+    )
+    return _adult_dataset(spec, split, paths, read_adult_coarse, description)
 
 
 register(
@@ -406,5 +434,19 @@ register(
         default_split="all",
         files=lambda split: (_ADULT_FILE,),
         build=_build_adult,
+    )
+)
+register(
+    DatasetSpec(
+        name="adult_coarse",
+        description="UCI Adult coarsened as AIF360's load_preproc_data_adult (18 features: race, sex, age "
+        "decade, education years); protected attributes sex and race, also in the features; reads adult/adult.data",
+        source="UCI Adult, B. Becker & R. Kohavi; preprocessing of AIF360 (Calmon et al. 2017)",
+        licence="CC BY 4.0",
+        splits=TABULAR_SPLITS,
+        default_split="all",
+        files=lambda split: (_ADULT_FILE,),
+        build=_build_adult_coarse,
+        folder="adult",
     )
 )
