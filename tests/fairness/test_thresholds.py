@@ -252,3 +252,20 @@ def test_the_four_fifths_ratio_holds_on_the_fit_data_and_costs_less_than_parity(
     assert four_fifths.accuracy_ >= GroupThresholds(ratio=1.0).fit(y, score, groups).accuracy_
     with pytest.raises(InputError, match="ratio must be a number in"):
         GroupThresholds(ratio=1.5)
+
+
+def test_demographic_parity_mixes_thresholds_on_the_hull_where_the_top_scores_are_negatives():
+    # a: 0.9 (y=0), 0.8 (y=1), 0.7 (y=1), 0.1 (y=0): (selected, positives) = (0,0) (1,0) (2,1) (3,2) (4,2);
+    #    the upper hull goes straight from (0,0) to (3,2), so selecting one example on average is best
+    #    done by selecting each of the top three with probability 1/3 (2/3 expected positives, not 0).
+    # b: 0.9 (y=1), 0.8 (y=1), then six negatives: its best rate is 0.25 (2 of 8, all correct).
+    # At rate 0.25: a expects 2/3 + 2 - 1/3 = 7/3 correct, b 8: (7/3 + 8) / 12 = 31/36; rate 0.5
+    # gives 8/3 + 6 and rate 0.75 gives 3 + 4, both less. The top-score rule would get (1 + 8) / 12 at 0.25.
+    groups = np.array(["a"] * 4 + ["b"] * 8)
+    score = np.array([0.9, 0.8, 0.7, 0.1, 0.9, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    y = np.array([0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0])
+    model = GroupThresholds(grid=4).fit(y, score, groups)
+    assert model.rate_ == 0.25 and model.accuracy_ == pytest.approx(31 / 36)
+    np.testing.assert_allclose(model.thresholds_, [0.7, 0.8])
+    np.testing.assert_allclose(model.upper_thresholds_, [np.inf, 0.8])
+    np.testing.assert_allclose(model.band_probabilities_, [1 / 3, 0.0])

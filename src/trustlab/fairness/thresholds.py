@@ -14,12 +14,15 @@ decisions satisfy a fairness constraint with the best accuracy on the fitting da
 The coins are drawn per example from ``numpy.random.default_rng(seed)`` at each ``predict`` call,
 so the same scores and groups give the same decisions.
 
-**demographic_parity.** Every group is given the same selection rate r. For each r on the grid
-``0, 1/grid, ..., 1`` each group selects its top ``r * n_g`` scores; where that count ends inside
-a block of tied scores, the tied examples are selected at random with the probability that makes
-the expected rate exactly r (the band is then the tie: from the tied score up to the next higher
-score). The expected accuracy on the fitting data is computed for every r at once (a linear
-interpolation of the cumulative positives over the tie blocks) and the first best r is kept.
+**demographic_parity.** Every group is given the same selection rate r. Thresholding group g's
+score at each value selects some count of its examples with some count of positives; mixing two
+thresholds reaches any point between them, so the best rule at a selection count k lies on the
+upper convex hull of those (count, positives) points (a tie block is one point). For each r on
+the grid ``0, 1/grid, ..., 1`` each group takes the hull at ``k = r * n_g``: everything from the
+hull edge's upper threshold, and a random share of the scores between its two thresholds (the
+band). The expected accuracy on the fitting data is computed for every r at once and the first
+best r is kept. (Taking the top ``k`` scores instead can be worse where a group's positives are
+not concentrated at its highest scores.)
 With ``ratio`` below 1 the rates may differ as long as the lowest is at least ``ratio`` times the
 highest (0.8: the four-fifths rule of disparate impact): for each top rate R on the grid every
 group takes its most accurate rate in [ratio R, R], and the best R is kept (an R x R table per
@@ -171,19 +174,20 @@ class GroupThresholds:
 
     def _fit_parity(self, truth: np.ndarray, score: np.ndarray, members: list[np.ndarray]) -> None:
         rates = np.arange(self.grid + 1) / self.grid
-        blocks = [_blocks(score[m], truth[m]) for m in members]
-        correct = []  # (G, rates): expected correct decisions of each group at each selection rate
-        for (_, selected, tp), m in zip(blocks, members):
+        hulls, correct = [], []  # per group: the upper hull of (selected, true positives, threshold)
+        for m in members:
+            values, selected, tp = _blocks(score[m], truth[m])
+            sel, pos, cut = np.r_[0.0, selected], np.r_[0.0, tp], np.r_[np.inf, values]
+            keep = upper_hull(sel, pos)
+            hulls.append((sel[keep], pos[keep], cut[keep]))
             k = rates * len(m)
-            expected_tp = np.interp(k, np.r_[0.0, selected], np.r_[0.0, tp])
-            negatives = len(m) - tp[-1]
-            correct.append(expected_tp + negatives - (k - expected_tp))
-        correct = np.stack(correct)
+            expected_tp = np.interp(k, sel[keep], pos[keep])
+            correct.append(expected_tp + (len(m) - tp[-1]) - (k - expected_tp))
+        correct = np.stack(correct)  # (G, rates): expected correct decisions of each group at each rate
         # every group's rate lies in [ratio * top, top] for a top rate on the grid: then the lowest
         # rate over the highest is at least ratio. Each group takes its best rate in that window.
-        window = (rates[None, :] <= rates[:, None] + _TOLERANCE) & (
-            rates[None, :] >= self.ratio * rates[:, None] - _TOLERANCE
-        )
+        low = self.ratio * rates[:, None] - _TOLERANCE
+        window = (rates[None, :] <= rates[:, None] + _TOLERANCE) & (rates[None, :] >= low)
         in_window = np.where(window[None], correct[:, None, :], -np.inf)  # (G, top, rate)
         pick = in_window.argmax(-1)  # (G, top): the first best rate of each group for each top
         total = np.take_along_axis(in_window, pick[..., None], -1)[..., 0].sum(0)
@@ -192,15 +196,16 @@ class GroupThresholds:
         self.rate_ = float(self.rates_.max())
         self.accuracy_ = float(total[best] / len(truth))
         rules = []  # (threshold, upper threshold, band probability) per group
-        for (values, selected, _), rate in zip(blocks, self.rates_):
-            k = rate * selected[-1]
-            b = min(int(np.searchsorted(selected, k - _TOLERANCE * selected[-1])), len(values) - 1)
-            before = selected[b - 1] if b else 0.0
-            p = (k - before) / (selected[b] - before)
-            if p >= 1 - 1e-9:  # the whole block: a plain threshold at its score
-                rules.append((values[b], values[b], 0.0))
-            else:  # part of the tie block at values[b], chosen at random
-                rules.append((values[b], values[b - 1] if b else np.inf, max(p, 0.0)))
+        for (sel, _, cut), rate in zip(hulls, self.rates_):
+            k = rate * sel[-1]
+            j = int(np.clip(np.searchsorted(sel, k - _TOLERANCE * sel[-1]), 1, len(sel) - 1))  # edge j-1 -> j
+            p = (k - sel[j - 1]) / (sel[j] - sel[j - 1])
+            if p >= 1 - 1e-9:
+                rules.append((cut[j], cut[j], 0.0))
+            elif p <= 1e-9:
+                rules.append((cut[j - 1], cut[j - 1], 0.0))
+            else:  # everything from the edge's upper vertex, and a share p of the scores down to the lower one
+                rules.append((cut[j], cut[j - 1], p))
         self._set_rule(rules, np.zeros(len(members)), 0.0)
 
     def _fit_odds(self, truth: np.ndarray, score: np.ndarray, members: list[np.ndarray]) -> None:
