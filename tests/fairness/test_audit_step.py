@@ -24,6 +24,9 @@ def test_the_fairness_step_runs_per_attribute_and_reaches_the_scorecard(tmp_path
     gates = {g.key: g for g in outcome.scorecard.gates if g.axis == "fairness"}
     assert set(gates) == {"fairness.disparate_impact", "fairness.equalized_odds_difference"}
     assert gates["fairness.disparate_impact"].green == 0.8 and gates["fairness.disparate_impact"].red == 0.6
+    odds = gates["fairness.equalized_odds_difference"]
+    assert (odds.green, odds.red) == (0.1, 0.2)
+    assert odds.verdict == ("green" if odds.value <= 0.1 else "red" if odds.value > 0.2 else "amber")
     assert "Fairness by sex (toy/test)" in outcome.report.read_text()
 
     three = Classifier(nn.Linear(3, 3), input_shape=(3,), num_classes=3, bounds=None)
