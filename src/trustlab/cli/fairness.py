@@ -29,6 +29,15 @@ def _open(dataset, split, data_dir, protected, label_column):
     return open_dataset(dataset, split, root=data_dir, label_column=label_column, protected=protected)
 
 
+_protected_option = click.option(
+    "--protected", multiple=True, required=True,
+    help="protected attribute (repeatable: several give intersectional groups, e.g. sex x race)",
+)  # fmt: skip
+_resamples_option = click.option(
+    "--resamples", type=click.IntRange(min=1), default=1000, show_default=True, help="bootstrap resamples"
+)
+
+
 @fairness.command("audit")
 @click.option(
     "--model", default=None,
@@ -45,10 +54,7 @@ def _open(dataset, split, data_dir, protected, label_column):
 )  # fmt: skip
 @click.option("--split", default=None, help="split audited (default: test without --model, else the set's default)")
 @click.option("--label-column", default=None, help="CSV: the label column")
-@click.option(
-    "--protected", multiple=True, required=True,
-    help="protected attribute (repeatable: several give intersectional groups, e.g. sex x race)",
-)  # fmt: skip
+@_protected_option
 @click.option(
     "--privileged", default=None,
     help='privileged group, e.g. Male or "Male & White" (default: the largest selection rate)',
@@ -57,7 +63,7 @@ def _open(dataset, split, data_dir, protected, label_column):
     "--threshold", type=click.FloatRange(min=0, max=1), default=0.5, show_default=True,
     help="decision threshold on the positive-class probability",
 )  # fmt: skip
-@click.option("--resamples", type=click.IntRange(min=1), default=1000, show_default=True, help="bootstrap resamples")
+@_resamples_option
 @click.option(
     "--min-group-size", type=click.IntRange(min=1), default=30, show_default=True,
     help="groups smaller than this get a warning",
@@ -113,10 +119,7 @@ def audit(
 
 @fairness.command("mitigate")
 @click.option("--dataset", required=True, help="registered tabular data set with train and test splits (e.g. adult)")
-@click.option(
-    "--protected", multiple=True, required=True,
-    help="protected attribute (repeatable: several give intersectional groups, e.g. sex x race)",
-)  # fmt: skip
+@_protected_option
 @click.option(
     "--kind", type=click.Choice(["logistic", "gradient_boosting"]), default=DEFAULT_KIND, show_default=True,
     help="the model fitted by every method",
@@ -129,7 +132,7 @@ def audit(
     "--privileged", default=None,
     help='privileged group, e.g. Male (default: the group the baseline selects most)',
 )  # fmt: skip
-@click.option("--resamples", type=click.IntRange(min=1), default=1000, show_default=True, help="bootstrap resamples")
+@_resamples_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @out_option("runs/fairness-mitigate")
 @data_dir_option
