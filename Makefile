@@ -44,7 +44,7 @@ BENCH_BIN   := $(BENCH_VENV)/bin
 BENCH_STAMP := $(BENCH_VENV)/.installed
 ARGS        ?=
 
-.PHONY: bench-setup bench-robustness bench-explain bench-alarm bench-backdoor bench-clean
+.PHONY: bench-setup bench-robustness bench-explain bench-alarm bench-backdoor bench-fairness bench-clean
 
 $(BENCH_STAMP): pyproject.toml constraints.txt benchmarks/requirements.txt benchmarks/requirements-nodeps.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -68,6 +68,11 @@ bench-alarm: setup
 
 bench-backdoor: setup
 	$(BIN)/python benchmarks/backdoor.py $(ARGS)
+
+# Fairness metrics, reweighing and group thresholds against AIF360 and fairlearn on Adult (see
+# benchmarks/fairness.py); needs the reference data (TRUSTLAB_DATA or ../shared/data), no network.
+bench-fairness: bench-setup
+	$(BENCH_BIN)/python benchmarks/fairness.py $(ARGS)
 
 bench-clean:
 	rm -rf $(BENCH_VENV)
