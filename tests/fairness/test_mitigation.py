@@ -27,7 +27,7 @@ def toy_result():
     x[:, 1] = sex + 0.3 * torch.from_numpy(np.random.default_rng(2).normal(size=len(data))).float()
     data = replace(data, x=x)
     train, test = data.subset(slice(0, 800)), data.subset(slice(800, 1200))
-    return mitigate(train, test, protected=["sex"], resamples=100, show_progress=False)
+    return mitigate(train, test, protected=["sex"], resamples=100, lfr_iterations=50, show_progress=False)
 
 
 def test_every_method_runs_against_the_baselines_privileged_group(toy_result):
@@ -89,3 +89,18 @@ def test_mitigate_mistakes_are_one_line_errors(capsys, tmp_path, reference_data)
     assert_one_line_error(code, err, "mitigate needs a registered data set with train and test splits")
     code, _, err = run_cli(capsys, *base, "--dataset", "mnist", "--protected", "sex")
     assert_one_line_error(code, err, "protected attribute 'sex' is not in data set 'mnist'")
+
+
+def test_the_section_shows_every_rows_numbers(toy_result):
+    from trustlab.capabilities import load_views
+    from trustlab.core.views import render_sections
+    from trustlab.fairness.views import number, share
+
+    load_views()
+    (section,) = render_sections({"mitigation-toy-sex": toy_result})
+    table = section.tables[0]
+    for row, cells in zip(toy_result.rows, table.rows):
+        assert cells[:3] == [row.method, row.stage, share(row.accuracy)]
+        assert cells[4] == number(row.disparate_impact) and cells[-1] == row.change
+    assert table.rows[1][3] == f"{toy_result.accuracy_cost(toy_result.rows[1].method):+.2f}"
+    assert section.figures and section.figures[0].png.startswith(b"\x89PNG")

@@ -142,7 +142,7 @@ CHECKS = {
     "backdoor.scan": _check_backdoor_scan,
     "audit.failure": _check_failure,
 }
-CHECKED_ELSEWHERE = {"tabular_explanations", "robust_vs_natural", "backdoor.repair", "fairness"}
+CHECKED_ELSEWHERE = {"tabular_explanations", "robust_vs_natural", "backdoor.repair", "fairness", "fairness.mitigation"}
 
 
 @pytest.fixture(scope="module")

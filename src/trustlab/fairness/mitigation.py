@@ -138,12 +138,14 @@ def mitigate(
     privileged: Any = None,
     resamples: int = 1000,
     lfr_rows: int = DEFAULT_LFR_ROWS,
+    lfr_iterations: int = 5000,
     seed: int = 0,
     show_progress: bool = True,
 ) -> MitigationResult:
     """Fit the baseline (``kind``: ``"logistic"`` or ``"gradient_boosting"``) on ``train`` and each
     of ``methods`` (default: all of :data:`METHODS`), and measure every one on ``test`` by the
-    groups of ``protected`` (several: their intersection)."""
+    groups of ``protected`` (several: their intersection). LFR is fitted on at most ``lfr_rows``
+    training rows for at most ``lfr_iterations`` L-BFGS iterations (its class default)."""
     from trustlab.fairness.lfr import LearnedFairRepresentation
     from trustlab.fairness.preprocess import DisparateImpactRemover, massage, reweighing_weights
     from trustlab.fairness.thresholds import GroupThresholds
@@ -187,7 +189,7 @@ def mitigate(
             rows = np.random.default_rng(seed).permutation(len(train))[: min(lfr_rows, len(train))]
             centre, scale = x_train.mean(0), np.where(x_train.std(0) > 0, x_train.std(0), 1.0)
             z_train, z_test = (x_train - centre) / scale, (x_test - centre) / scale
-            lfr = LearnedFairRepresentation(seed=seed, privileged=privileged)
+            lfr = LearnedFairRepresentation(max_iter=lfr_iterations, seed=seed, privileged=privileged)
             lfr.fit(z_train[rows], y_train[rows], g_train[rows])
             model = fitted(_with(train, x=lfr.transform(z_train, g_train)))
             score = positive_probability(model, lfr.transform(z_test, g_test))
