@@ -184,3 +184,127 @@ CORRUPTION_DESCRIPTIONS: dict[str, str] = {
         "digit loses its bottom and right edges (about 29% of MNIST's ink)"
     ),
 }
+
+
+# ---------------------------------------------------------------- helpers for per-image warps and filters -----
+
+
+def affine_warp(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Resample every image through an affine map from output to input pixel coordinates.
+
+    ``matrix`` is (2, 3) or (N, 2, 3) (one per image): output pixel (col, row) takes the input value at
+    ``matrix @ (col, row, 1)``, with pixel centres at integer coordinates, column first (the
+    ``inverse_map`` convention of scikit-image's ``warp``). Bilinear sampling; samples that fall off the
+    image see zeros (black), like ``warp(..., order=1, mode="constant", cval=0)``. Same shape, dtype and
+    device as ``x``, clamped to [0, 1].
+    """
+    x = check_images(x)
+    if not isinstance(matrix, torch.Tensor) or not torch.is_floating_point(matrix):
+        raise InputError(f"matrix must be a floating point tensor of shape (2, 3) or (N, 2, 3), got {type(matrix)}")
+    n, c, h, w = x.shape
+    if matrix.shape == (2, 3):
+        matrix = matrix.expand(n, 2, 3)
+    if matrix.shape != (n, 2, 3):
+        raise InputError(f"matrix must have shape (2, 3) or ({n}, 2, 3) for {n} images, got {tuple(matrix.shape)}")
+    return _affine_warp(x, matrix)
+
+
+def _affine_warp(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """:func:`affine_warp` on inputs already checked (``matrix`` of shape (N, 2, 3))."""
+    n, c, h, w = x.shape
+    if n == 0:
+        return x.clone()
+    dtype = _compute_dtype(x)
+    # grid_sample (align_corners=False) puts pixel centre k of a side of length L at (2k + 1) / L - 1: with
+    # D = diag(W, H), pixel maps p_in = A p_out + t become g_in = D^-1 A D g_out + D^-1 (A (D - 1) 1 + 2t + 1) - 1
+    matrix = matrix.to(device=x.device, dtype=torch.float64)
+    linear, t = matrix[:, :, :2], matrix[:, :, 2]
+    size = torch.tensor([w, h], dtype=torch.float64, device=x.device)
+    theta_linear = (linear * size[None, None, :] / size[None, :, None]).to(dtype)
+    theta_offset = (((linear @ (size - 1.0)) + 2.0 * t + 1.0) / size - 1.0).to(dtype)
+    gx = (2.0 * torch.arange(w, dtype=dtype, device=x.device) + 1.0) / w - 1.0
+    gy = (2.0 * torch.arange(h, dtype=dtype, device=x.device) + 1.0) / h - 1.0
+    # (N, H, W, 2) by one broadcast add of the row part (N, H, 1, 2) and the column part (N, 1, W, 2)
+    rows = gy[None, :, None, None] * theta_linear[:, None, None, :, 1] + theta_offset[:, None, None, :]
+    cols = gx[None, None, :, None] * theta_linear[:, None, None, :, 0]
+    grid = rows + cols
+    out = F.grid_sample(x.to(dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return _finish(out, x)
+
+
+def truncated_gaussian_kernel(sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """SciPy's 1-D Gaussian (float64, sums to 1): radius ``int(truncate * sigma + 0.5)``."""
+    sigma = _check_real(sigma, "sigma", minimum=0.0)
+    radius = int(_check_real(truncate, "truncate", minimum=0.0) * sigma + 0.5)
+    if radius == 0:
+        return torch.ones(1, dtype=torch.float64)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def correlation_matrix(size: int, kernel: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
+    """(size, size) float64 matrix M such that ``M @ v`` is ``v`` (length ``size``) correlated with the
+    odd-length 1-D ``kernel``, the border handled as ``padding`` says: "zeros", "replicate" (SciPy's
+    "nearest") or "reflect" (SciPy's "mirror"). ``M @ X @ M.T`` filters both axes of a square image."""
+    if padding not in PADDING_MODES:
+        raise InputError(f"padding must be one of {', '.join(PADDING_MODES)}, got {padding!r}")
+    kernel = torch.as_tensor(kernel, dtype=torch.float64).reshape(-1)
+    if kernel.numel() % 2 != 1:
+        raise InputError(f"kernel must have an odd length, got {kernel.numel()}")
+    radius = (kernel.numel() - 1) // 2
+    rows = torch.arange(size).repeat_interleave(kernel.numel())
+    cols = (torch.arange(size)[:, None] + torch.arange(-radius, radius + 1)[None, :]).reshape(-1)
+    weights = kernel.repeat(size)
+    if padding == "replicate":
+        cols = cols.clamp(0, size - 1)
+    elif padding == "reflect":
+        period = 2 * (size - 1)
+        cols = cols.remainder(period) if size > 1 else torch.zeros_like(cols)
+        cols = torch.where(cols >= size, period - cols, cols)
+    else:
+        inside = (cols >= 0) & (cols < size)
+        rows, cols, weights = rows[inside], cols[inside], weights[inside]
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    matrix.index_put_((rows, cols), weights, accumulate=True)
+    return matrix
+
+
+def gaussian_filter(
+    x: torch.Tensor,
+    sigma: float,
+    *,
+    truncate: float = 4.0,
+    padding: str = "replicate",
+    dims: tuple[int, ...] = (-2, -1),
+) -> torch.Tensor:
+    """Separable Gaussian blur with SciPy's conventions (``scipy.ndimage.gaussian_filter``).
+
+    The kernel radius is ``int(truncate * sigma + 0.5)`` (SciPy's rule, not :func:`gaussian_blur`'s
+    ``ceil(3 sigma)``). ``padding``: "replicate" (SciPy's ``mode="nearest"``, scikit-image's default),
+    "zeros" (``mode="constant"``, cval 0) or "reflect" (``mode="mirror"``). ``dims`` says which image axes
+    are blurred: -2 (vertically), -1 (horizontally) or both (default). The blur along an axis of length
+    L is one batched product with an L x L band matrix that holds the border rule, which is fast for
+    small images such as MNIST's 28 x 28. Values are not clamped (a blur of data in [0, 1] stays in
+    [0, 1]); float64 is kept, other floating types are computed in float32 and cast back.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not torch.is_floating_point(x):
+        raise InputError(f"x must be a floating point tensor of shape (N, C, H, W), got {getattr(x, 'shape', x)!r}")
+    sigma = _check_real(sigma, "sigma", minimum=0.0)
+    truncate = _check_real(truncate, "truncate", minimum=0.0)
+    if padding not in PADDING_MODES:
+        raise InputError(f"padding must be one of {', '.join(PADDING_MODES)}, got {padding!r}")
+    if not dims or any(d not in (-2, -1) for d in dims):
+        raise InputError(f"dims must be a non-empty subset of (-2, -1), got {dims!r}")
+    kernel = truncated_gaussian_kernel(sigma, truncate)
+    if kernel.numel() == 1 or x.numel() == 0:
+        return x.clone()
+    dtype = _compute_dtype(x)
+    n, c, h, w = x.shape
+    out = x.to(dtype).reshape(n * c, h, w)
+    if -2 in dims:  # (M X) = (X^T M^T)^T: a right product is one plain matrix multiply
+        m = correlation_matrix(h, kernel, padding).to(device=x.device, dtype=dtype)
+        out = (out.transpose(1, 2) @ m.T).transpose(1, 2)
+    if -1 in dims:
+        out = out @ correlation_matrix(w, kernel, padding).to(device=x.device, dtype=dtype).T
+    return out.reshape(n, c, h, w).to(x.dtype)
