@@ -18,7 +18,7 @@ from trustlab.core.views import view_for
 
 SOURCE = Path(trustlab.__file__).parent
 # lower layers first; a package may import its own layer's earlier members only where said below
-LAYERS = [("core",), ("data",), ("models",), CAPABILITIES, ("audit", "report"), ("cli",)]
+LAYERS = [("core",), ("data",), ("models",), CAPABILITIES, ("audit", "report", "serve", "distributed"), ("cli",)]
 TOP_LEVEL = {"_version", "capabilities"}  # modules beside the packages, importable from anywhere above core
 
 
