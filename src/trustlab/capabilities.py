@@ -13,7 +13,7 @@ import importlib
 
 # in dependency order: a capability may use those before it (robustness uses Grad-CAM from
 # explain; studies combine the others), never one after it
-CAPABILITIES = ("explain", "robustness", "ood", "backdoor", "fairness", "studies")
+CAPABILITIES = ("explain", "robustness", "ood", "backdoor", "fairness", "shift", "studies")
 # packages whose results appear in reports: the model's own (card, training, accuracy), the
 # capabilities', and the audit's (scorecard, failed checks)
 VIEW_PACKAGES = ("models", *CAPABILITIES, "audit")

@@ -59,7 +59,9 @@ def test_every_step_runs_and_the_scorecard_covers_every_axis(audited):
     }
     card = outcome.scorecard
     axes = {g.axis for g in card.gates}
-    assert axes == {"accuracy", "adversarial robustness", "OOD alarm", "explanation sanity", "backdoor"}
+    assert axes == {
+        "accuracy", "adversarial robustness", "OOD alarm", "explanation sanity", "backdoor", "distribution shift"
+    }  # fmt: skip
     assert json.loads((out / SCORECARD_FILE).read_text()) == json.loads(card.to_json())
     suite = ET.parse(out / JUNIT_FILE).getroot()
     assert len(suite.findall("testcase")) == len(card.gates) + len(card.skipped)

@@ -65,7 +65,9 @@ def test_audit_runs_every_check_on_a_user_model(trained, kind, suffix, tmp_path,
     failures = [r for r in outcome.run.results.values() if r.kind == "audit.failure"]
     assert failures == []
     axes = {g.axis for g in outcome.scorecard.gates}
-    assert axes == {"accuracy", "adversarial robustness", "OOD alarm", "explanation sanity", "backdoor"}
+    assert axes == {
+        "accuracy", "adversarial robustness", "OOD alarm", "explanation sanity", "backdoor", "distribution shift"
+    }  # fmt: skip
     assert outcome.run.results["accuracy-mnist-sample"].accuracy > 0.5  # four short epochs: about 0.67; chance 0.1
 
 

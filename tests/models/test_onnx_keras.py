@@ -36,6 +36,7 @@ def test_audit_of_the_keras_model_runs_every_check(tmp_path, monkeypatch):
     assert [p.step.name for p in planned if p.skip_reason] == ["fairness"]  # MNIST has no protected attribute
     outcome = run_audit(RunDirectory(tmp_path / "run"), ctx, planned, source="keras_cnn.onnx")
     assert not [r for r in outcome.run.results.values() if r.kind == "audit.failure"]
-    assert {g.axis for g in outcome.scorecard.gates} == {"accuracy", "adversarial robustness", "OOD alarm",
-                                                        "explanation sanity", "backdoor"}  # fmt: skip
+    assert {g.axis for g in outcome.scorecard.gates} == {
+        "accuracy", "adversarial robustness", "OOD alarm", "explanation sanity", "backdoor", "distribution shift"
+    }  # fmt: skip
     assert outcome.run.results["accuracy-mnist-sample"].accuracy > 0.9

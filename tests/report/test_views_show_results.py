@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from shift_helpers import check_shift_section
 from trustlab.capabilities import load_views
 from trustlab.core import format as fmt
 from trustlab.core.views import Section, render_sections, summary_lines, view_for
@@ -141,6 +142,7 @@ CHECKS = {
     "scorecard": _check_scorecard,
     "backdoor.scan": _check_backdoor_scan,
     "audit.failure": _check_failure,
+    "shift": check_shift_section,  # the demo's audit runs the shift step; the check lives with the capability
 }
 CHECKED_ELSEWHERE = {"tabular_explanations", "robust_vs_natural", "backdoor.repair", "fairness", "fairness.mitigation"}
 

@@ -42,14 +42,15 @@ class Profile:
     sanity_examples: int  # images for the randomisation and faithfulness checks
     backdoor_examples: int  # clean images Neural Cleanse optimises the triggers on
     backdoor_seeds: int  # independent Neural Cleanse runs (the spread of each label's norm)
+    shift_examples: int | None  # digits audited clean and under each MNIST-C corruption
 
 
 PROFILES = {
     # about a minute on 2 cores for an MNIST-sized model on 1,000 inputs
-    "quick": Profile("quick", 1000, 200, 200, 20, 500, False, 4, 16, 96, 1),
+    "quick": Profile("quick", 1000, 200, 200, 20, 500, False, 4, 16, 96, 1, 500),
     # about ten minutes on 2 cores for the full MNIST test split
-    "standard": Profile("standard", None, 1000, 1000, 50, 2000, False, 6, 64, 200, 1),
-    "full": Profile("full", None, 2000, None, 100, None, True, 8, 128, 200, 3),
+    "standard": Profile("standard", None, 1000, 1000, 50, 2000, False, 6, 64, 200, 1, 2000),
+    "full": Profile("full", None, 2000, None, 100, None, True, 8, 128, 200, 3, None),
 }
 DEFAULT_EPS_GRID = (0.05, 0.1, 0.2)  # fractions of the input range (L-inf)
 POSTHOC_DETECTORS = ("msp", "energy", "maxlogit", "mahalanobis", "knn")
@@ -267,6 +268,23 @@ def _fairness_applies(ctx: AuditContext) -> str | None:
     return None
 
 
+def _shift(run: Any, ctx: AuditContext) -> list[Result]:
+    from trustlab.shift.checks import run_shift
+
+    return [run_shift(run, ctx.classifier, ctx.data, examples=ctx.profile.shift_examples, seed=ctx.seed)]
+
+
+def _shift_applies(ctx: AuditContext) -> str | None:
+    """None for models of 1 x 28 x 28 digits in [0, 1] (what MNIST-C corrupts; no gradients needed), else why not."""
+    from trustlab.shift.evaluate import check_shiftable
+
+    try:
+        check_shiftable(ctx.classifier)
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
 def _search_cost(ctx: AuditContext, count: int | None) -> float:
     low, high = ctx.classifier.bounds or (0.0, 1.0)
     return _n(ctx, count) * (3 + math.log2(0.5 * (high - low) / (1 / 512)) + 1)
@@ -337,6 +355,14 @@ STEPS = (
         _fairness,
         lambda c: len(c.data) * (1 + len(_fairness_attributes(c))),
         _fairness_applies,
+    ),
+    Step(
+        "shift",
+        "distribution shift",
+        "accuracy, calibration and alarm rate under the 15 MNIST-C corruptions; mCE against the reference CNN",
+        _shift,
+        lambda c: _n(c, c.profile.shift_examples) * 16 * 2,  # clean + 15 corrupted sets, model and baseline
+        _shift_applies,
     ),
 )
 

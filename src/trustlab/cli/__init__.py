@@ -12,7 +12,7 @@ import sys
 import click
 
 from trustlab._version import __version__
-from trustlab.cli import alarm, audit, backdoor, explain, fairness, models, robustness, serve, study
+from trustlab.cli import alarm, audit, backdoor, explain, fairness, models, robustness, serve, shift, study
 from trustlab.core.exceptions import TrustlabError
 from trustlab.core.progress import set_quiet
 
@@ -28,7 +28,7 @@ def cli(quiet: bool) -> None:
     set_quiet(quiet)
 
 
-for _module in (audit, models, robustness, alarm, explain, backdoor, fairness, study, serve):
+for _module in (audit, models, robustness, alarm, explain, backdoor, fairness, shift, study, serve):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

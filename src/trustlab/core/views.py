@@ -46,7 +46,15 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
 
 
-AXES = ("accuracy", "adversarial robustness", "OOD alarm", "explanation sanity", "backdoor", "fairness")
+AXES = (
+    "accuracy",
+    "adversarial robustness",
+    "OOD alarm",
+    "explanation sanity",
+    "backdoor",
+    "fairness",
+    "distribution shift",
+)
 
 
 @dataclass(frozen=True)
