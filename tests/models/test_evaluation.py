@@ -25,6 +25,8 @@ def test_accuracy_by_hand():
 def test_wilson_interval_matches_the_textbook_value():
     low, high = wilson_interval(8, 10)
     assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    for n in (1, 10, 49, 1000, 9999):  # all right or all wrong: the interval still holds the estimate
+        assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0
 
 
 def test_class_count_mismatch_is_a_clear_error(tiny_cnn):

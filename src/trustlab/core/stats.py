@@ -102,4 +102,5 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # at p = 0 or 1 the bound is exactly p, which rounding can miss by 1e-16: keep p inside
+    return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
