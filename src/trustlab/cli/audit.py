@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from trustlab.cli.options import (
+    backend_options,
     batch_size_option,
     data_dir_option,
     data_format_options,
@@ -103,6 +104,7 @@ def run_and_report(run, ctx, planned, *, source: str, policy, title: str, fail_o
 @batch_size_option
 @out_option("runs/audit", "run directory (re-running the same command resumes)")
 @data_dir_option
+@backend_options
 def audit(
     model, arch, allow_pickle, dataset, split, ood_files, detector_files, profile, eps, policy, fail_on, seed,
     batch_size, out, data_dir,

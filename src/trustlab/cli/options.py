@@ -233,3 +233,39 @@ def echo_and_report(run: Any, results: list, *, title: str = "trustlab audit") -
     for line in summaries(results):
         click.echo(line)
     click.echo(f"report written to {write_report(run.path, title=title)}")
+
+
+def backend_options(fn: Any) -> Any:
+    """``--backend local|ray``, ``--address`` and ``--workers``: where the command's batch loops run.
+
+    The command itself is wrapped: its work runs inside :func:`trustlab.distributed.backend`,
+    so every ``run_batches`` call in its checks uses the chosen executor (results are the local
+    ones; see ``trustlab.core.batching``) and a Ray instance it started is shut down afterwards.
+    Ray is imported only for ``--backend ray``, and its absence is a one-line error.
+    """
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, backend: str, address: str | None, workers: int | None, **kwargs: Any) -> Any:
+        from trustlab.distributed import backend as use_backend
+
+        with use_backend(backend, address=address, workers=workers):
+            return fn(*args, **kwargs)
+
+    return _apply(
+        wrapper,
+        [
+            click.option(
+                "--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                help="where batch loops (accuracy, minimal-eps search) run: this process, or Ray workers",
+            ),
+            click.option(
+                "--address", default=None,
+                help="--backend ray: the cluster to join ('auto' or HOST:PORT; default: start a local Ray instance)",
+            ),
+            click.option(
+                "--workers", type=click.IntRange(min=1), default=None,
+                help="--backend ray: shards running at once (default: one per CPU of the local instance or cluster)",
+            ),
+        ],
+    )  # fmt: skip

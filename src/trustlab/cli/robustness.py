@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trustlab.cli.options import (
+    backend_options,
     batch_size_option,
     data_dir_option,
     echo_and_report,
@@ -52,6 +53,7 @@ from trustlab.cli.options import (
 @batch_size_option
 @out_option("runs/robustness", "run directory (re-running resumes an interrupted search)")
 @data_dir_option
+@backend_options
 def robustness(
     model, dataset, split, arch, allow_pickle, attack_name, norm, search, eps_max, tol, fixed_eps, steps, step_size,
     restarts, queries, regions, quantile, limit, batch_size, out, data_dir,
