@@ -161,12 +161,15 @@ def test_a_shard_lost_more_often_than_allowed_is_a_clear_error(ray_cluster, tmp_
             run_batches(dies_once(tmp_path / "died", at=10), 30, 10, executor=executor, show_progress=False)
 
 
+TIMINGS = {"seconds", "fit_seconds", "score_ms_per_1000"}
+
+
 def _numbers(run: Path) -> dict:
-    """results.json without timings (the only field allowed to differ between backends)."""
+    """results.json without timings (the only fields allowed to differ between backends)."""
 
     def strip(value):
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k != "seconds"}
+            return {k: strip(v) for k, v in value.items() if k not in TIMINGS}
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value
@@ -208,3 +211,28 @@ def test_a_bad_address_is_refused_before_any_work(capsys, monkeypatch, tmp_path,
     )  # fmt: skip
     assert_one_line_error(code, err, message)
     assert not (tmp_path / "run").exists()
+
+
+def test_alarm_evaluate_scores_on_ray_and_writes_the_local_numbers(
+    ray_cluster, capsys, monkeypatch, tmp_path, reference_data
+):
+    mapped: list[int] = []
+    ray_map = RayExecutor.map
+
+    def spy(self, fn, shards):
+        mapped.append(len(shards))
+        yield from ray_map(self, fn, shards)
+
+    monkeypatch.setattr(RayExecutor, "map", spy)
+    common = [
+        "alarm", "evaluate", "--model", "mnist_cnn", "--dataset", "mnist", "--split", "sample", "--detector", "msp",
+        "--detector", "energy", "--sets", "uniform_noise", "--limit", "120", "--batch-size", "32",
+        "--data-dir", reference_data,
+    ]  # fmt: skip
+    code, _, err = run_cli(capsys, *common, "--out", tmp_path / "local")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, *common, "--backend", "ray", "--out", tmp_path / "ray")
+    assert code == 0, err
+    assert mapped and sum(mapped) > len(mapped)  # the detectors' scoring ran on Ray, several batches at a time
+    local, remote = _numbers(tmp_path / "local"), _numbers(tmp_path / "ray")
+    assert local == remote

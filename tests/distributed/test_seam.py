@@ -153,13 +153,8 @@ def test_backend_ray_without_ray_is_one_line(capsys, monkeypatch, tmp_path):
     assert not (tmp_path / "run").exists()  # refused before any work
 
 
-@pytest.mark.parametrize("command", [("audit",), ("robustness",)])
+@pytest.mark.parametrize("command", [("audit",), ("robustness",), ("alarm", "evaluate")])
 def test_the_backend_options_are_on_every_command_that_batches(capsys, command):
     code, out, _ = run_cli(capsys, *command, "--help")
     assert code == 0
     assert "--backend [local|ray]" in out and "--address" in out and "--workers" in out
-
-
-def test_alarm_evaluate_offers_no_backend_until_its_detectors_run_through_the_seam(capsys):
-    code, out, _ = run_cli(capsys, "alarm", "evaluate", "--help")
-    assert code == 0 and "--backend" not in out  # an option that would distribute nothing is not offered

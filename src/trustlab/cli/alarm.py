@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from trustlab.cli.options import (
+    backend_options,
     batch_size_option,
     data_dir_option,
     echo_and_report,
@@ -128,6 +129,7 @@ def alarm_fit(
 @batch_size_option
 @out_option("runs/alarm")
 @data_dir_option
+@backend_options
 def alarm_evaluate(
     model, dataset, split, arch, allow_pickle, train_split, holdout_split, alpha, pretrained, seed, detector_specs,
     set_names, ood_files, limit, batch_size, out, data_dir,

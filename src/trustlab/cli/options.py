@@ -257,7 +257,7 @@ def backend_options(fn: Any) -> Any:
         [
             click.option(
                 "--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                help="where batch loops (accuracy, minimal-eps search) run: this process, or Ray workers",
+                help="where batch loops (accuracy, minimal-eps search, OOD scoring) run: this process, or Ray workers",
             ),
             click.option(
                 "--address", default=None,

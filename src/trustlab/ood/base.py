@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 from safetensors.torch import save as safetensors_save
 
+from trustlab.core.batching import run_batches
 from trustlab.core.exceptions import InputError, ModelLoadError, NotFittedError, UnknownNameError
 from trustlab.core.files import atomic_write_bytes
 from trustlab.core.validate import as_tensor, class_indices, positive_int, validate_inputs
@@ -117,13 +118,16 @@ class Detector(abc.ABC):
         return validate_inputs(x, self.input_shape_, self.bounds_)
 
     def score(self, x: Any) -> torch.Tensor:
-        """One float64 score per input (higher = more out-of-distribution), ``batch_size`` at a time."""
+        """One float64 score per input (higher = more out-of-distribution), ``batch_size`` at a time,
+        through ``run_batches`` (so ``--backend ray`` scores the batches on Ray workers)."""
         x = self.validate(x)
-        out = []
-        with torch.no_grad():
-            for start in range(0, x.shape[0], self.batch_size):
-                out.append(self._score_batch(x[start : start + self.batch_size]).detach().double().cpu())
-        return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
+
+        def batch(start: int, stop: int) -> dict[str, torch.Tensor]:
+            with torch.no_grad():
+                return {"score": self._score_batch(x[start:stop]).detach().double().cpu()}
+
+        out = run_batches(batch, x.shape[0], self.batch_size, desc="scoring", show_progress=False)
+        return out.get("score", torch.empty(0, dtype=torch.float64))
 
     def set_fitted(self, input_shape: tuple[int, ...], bounds: tuple[float, float] | None) -> None:
         self.input_shape_ = tuple(int(s) for s in input_shape)
