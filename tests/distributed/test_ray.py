@@ -164,6 +164,19 @@ def test_a_shard_lost_more_often_than_allowed_is_a_clear_error(ray_cluster, tmp_
 TIMINGS = {"seconds", "fit_seconds", "score_ms_per_1000"}
 
 
+def _count_ray_maps(monkeypatch) -> list[int]:
+    """A list that records the number of shards of every ``RayExecutor.map`` call from now on."""
+    mapped: list[int] = []
+    ray_map = RayExecutor.map
+
+    def spy(self, fn, shards):
+        mapped.append(len(shards))
+        yield from ray_map(self, fn, shards)
+
+    monkeypatch.setattr(RayExecutor, "map", spy)
+    return mapped
+
+
 def _numbers(run: Path) -> dict:
     """results.json without timings (the only fields allowed to differ between backends)."""
 
@@ -178,14 +191,7 @@ def _numbers(run: Path) -> dict:
 
 
 def test_cli_backend_ray_writes_the_local_numbers(ray_cluster, capsys, monkeypatch, tmp_path):
-    mapped: list[int] = []
-    ray_map = RayExecutor.map
-
-    def spy(self, fn, shards):
-        mapped.append(len(shards))
-        yield from ray_map(self, fn, shards)
-
-    monkeypatch.setattr(RayExecutor, "map", spy)
+    mapped = _count_ray_maps(monkeypatch)
     common = ["--model", "mnist_cnn", "--dataset", "mnist", "--split", "sample", "--limit", "48", "--batch-size", "16"]
     code, local_out, err = run_cli(capsys, "robustness", *common, "--out", tmp_path / "local")
     assert code == 0, err
@@ -216,14 +222,7 @@ def test_a_bad_address_is_refused_before_any_work(capsys, monkeypatch, tmp_path,
 def test_alarm_evaluate_scores_on_ray_and_writes_the_local_numbers(
     ray_cluster, capsys, monkeypatch, tmp_path, reference_data
 ):
-    mapped: list[int] = []
-    ray_map = RayExecutor.map
-
-    def spy(self, fn, shards):
-        mapped.append(len(shards))
-        yield from ray_map(self, fn, shards)
-
-    monkeypatch.setattr(RayExecutor, "map", spy)
+    mapped = _count_ray_maps(monkeypatch)
     common = [
         "alarm", "evaluate", "--model", "mnist_cnn", "--dataset", "mnist", "--split", "sample", "--detector", "msp",
         "--detector", "energy", "--sets", "uniform_noise", "--limit", "120", "--batch-size", "32",
