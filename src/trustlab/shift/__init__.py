@@ -17,6 +17,10 @@ _EXPORTS = {
     "ShiftResult": "trustlab.shift.results",
     "ShiftRow": "trustlab.shift.results",
     "run_shift": "trustlab.shift.checks",
+    "upsample_digits": "trustlab.shift.domain",
+    "domain_transfer": "trustlab.shift.domain",
+    "TransferResult": "trustlab.shift.domain",
+    "TransferRow": "trustlab.shift.domain",
 }
 
 __all__ = list(_EXPORTS)

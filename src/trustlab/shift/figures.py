@@ -69,3 +69,33 @@ def gallery_figure(result: ShiftResult, columns: int = 8) -> bytes:
     fig.suptitle(f"One digit (true class {label}) under each corruption; red frame: misread", fontsize=9)
     fig.tight_layout()
     return to_png(fig)
+
+
+MODE_COLOURS = {"last_layer": "#4c72b0", "full": "#dd8452"}
+
+
+def transfer_figure(result) -> bytes:
+    """Accuracy on the second domain against labelled examples per class, one line per fine-tuning
+    mode with its 95% interval, the zero-shot accuracy as a dashed line (from a TransferResult)."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    zero = result.zero_shot
+    ax.axhline(100 * zero.accuracy, color="black", linestyle="--", linewidth=1, label="zero-shot")
+    ax.axhspan(100 * zero.accuracy_low, 100 * zero.accuracy_high, color="grey", alpha=0.15, linewidth=0)
+    for mode in result.modes:
+        rows = sorted((r for r in result.fine_tuned if r.mode == mode), key=lambda r: r.per_class)
+        x = np.array([r.per_class for r in rows])
+        accuracy = np.array([100 * r.accuracy for r in rows])
+        spread = np.maximum(
+            0.0, [accuracy - [100 * r.accuracy_low for r in rows], [100 * r.accuracy_high for r in rows] - accuracy]
+        )
+        ax.errorbar(
+            x, accuracy, yerr=spread, marker="o", capsize=3, color=MODE_COLOURS.get(mode),
+            label=mode.replace("_", " "),
+        )  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled examples per class (log scale; largest: the whole training split)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{result.model} on {result.target}", fontsize=8)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    fig.tight_layout()
+    return to_png(fig)

@@ -8,7 +8,8 @@ from markupsafe import Markup
 
 from trustlab.core import format as fmt
 from trustlab.core.views import Figure, Score, Section, Table, register_view
-from trustlab.shift.figures import accuracy_figure, gallery_figure
+from trustlab.shift.domain import ZERO_SHOT, TransferResult, TransferRow
+from trustlab.shift.figures import accuracy_figure, gallery_figure, transfer_figure
 from trustlab.shift.results import ShiftResult, ShiftRow
 
 AXIS = "distribution shift"
@@ -202,3 +203,89 @@ def _scores(result: ShiftResult) -> list[Score]:
 
 
 register_view(ShiftResult, order=55, section=_section, summary=_summary, scores=_scores)
+
+
+# ------------------------------------------------------------------ second domain (transfer) ------
+
+TRANSFER_HEADER = ["setting", "examples per class", "mode", "seeds", "mean accuracy (95% CI)", "accuracy per seed"]
+
+
+def _shots(row: TransferRow) -> str:
+    if row.mode == ZERO_SHOT:
+        return "0"
+    return f"all ({row.per_class:.1f} on average)" if row.shots is None else str(row.shots)
+
+
+def transfer_rows(result: TransferResult) -> list[list[str]]:
+    """The transfer table's cells, one row per setting: every figure is the result's own."""
+    return [
+        [
+            ZERO_SHOT if row.mode == ZERO_SHOT else "fine-tuned",
+            _shots(row),
+            "-" if row.mode == ZERO_SHOT else row.mode.replace("_", " "),
+            str(len(row.seeds)) if row.seeds else "-",
+            f"{fmt.pct(row.accuracy)} ({fmt.pct_interval(row.interval)})",
+            ", ".join(fmt.pct(a) for a in row.seed_accuracies),
+        ]
+        for row in result.rows
+    ]
+
+
+def transfer_headline(result: TransferResult) -> str:
+    """One sentence: the zero-shot accuracy on the second domain and what fine-tuning adds."""
+    zero, best = result.zero_shot, result.best
+    text = (
+        f"{result.model} (trained on {result.source}) reads {fmt.pct(zero.accuracy)} of {zero.examples:,} "
+        f"upsampled 8x8 digits correctly zero-shot (95% CI {fmt.pct_interval(zero.interval)})"
+    )
+    if best is None:
+        return text + "."
+    return text + (
+        f"; fine-tuned ({best.mode.replace('_', ' ')}, {_shots(best)} examples per class) "
+        f"{fmt.pct(best.accuracy)} (95% CI {fmt.pct_interval(best.interval)}), {points(result.gain)} points more."
+    )
+
+
+def _transfer_section(name: str, result: TransferResult) -> Section:
+    paragraphs = [
+        transfer_headline(result),
+        f"Second domain: {result.target} (scikit-learn's UCI optical digits, each 8x8 frame resized bilinearly "
+        "to 20x20 and given MNIST's 4-pixel border). Fine-tuning works on a copy of the model: 'last layer' "
+        "trains only its final linear layer, 'full' every weight; Adam, cosine-decayed learning rate "
+        f"{result.learning_rate:g}, {result.epochs} epochs, batches of {result.batch_size}. Each seed draws the "
+        "examples per class and orders the batches.",
+        "Intervals: zero-shot, the 95% Wilson interval; fine-tuned, a 95% percentile bootstrap over seeds x test "
+        f"digits ({result.resamples:,} resamples drawing seeds and digits with replacement).",
+    ]
+    paragraphs += [f"Note: {note}." for note in result.notes]
+    return Section(
+        name,
+        f"Distribution shift: a second digit domain ({result.model})",
+        paragraphs=paragraphs,
+        facts=[
+            ("test digits", f"{result.test_examples:,}"),
+            (
+                "zero-shot accuracy (95% CI)",
+                f"{fmt.pct(result.zero_shot.accuracy)} ({fmt.pct_interval(result.zero_shot.interval)})",
+            ),
+            ("fine-tuning", f"{result.epochs} epochs, batch {result.batch_size}, lr {result.learning_rate:g}"),
+            ("time", fmt.seconds(result.seconds)),
+        ],  # fmt: skip
+        tables=[
+            Table(TRANSFER_HEADER, transfer_rows(result), "Accuracy on the second domain per setting", foldable=False)
+        ],
+        figures=[
+            Figure(
+                f"{name}-transfer",
+                "Accuracy against labelled examples per class, per fine-tuning mode, with 95% intervals.",
+                transfer_figure(result),
+            )
+        ],
+    )
+
+
+def _transfer_summary(result: TransferResult) -> list[str]:
+    return [transfer_headline(result)]
+
+
+register_view(TransferResult, order=56, section=_transfer_section, summary=_transfer_summary)
