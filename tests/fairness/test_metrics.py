@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from trustlab.core.exceptions import InputError
+from trustlab.core.stats import percentile_interval
 from trustlab.fairness import (
     average_odds_difference,
     calibration_by_group,
@@ -21,7 +22,7 @@ from trustlab.fairness import (
     statistical_parity_difference,
     true_positive_rates,
 )
-from trustlab.fairness.metrics import check_inputs, percentile_interval
+from trustlab.fairness.metrics import check_inputs
 
 # group A: 4 examples, group B: 6
 GROUPS = np.array(["A"] * 4 + ["B"] * 6)

@@ -12,8 +12,9 @@ from fairness_helpers import toy_dataset as _dataset
 from trustlab.core import format as fmt
 from trustlab.core.exceptions import InputError
 from trustlab.core.results import Result
+from trustlab.core.stats import percentile_interval
 from trustlab.fairness import FairnessResult, fairness_table, protected_groups, resample_indices, run_fairness
-from trustlab.fairness.metrics import PAIR_METRICS, check_inputs, percentile_interval
+from trustlab.fairness.metrics import PAIR_METRICS, check_inputs
 
 
 def _synthetic(n: int, seed: int = 0):

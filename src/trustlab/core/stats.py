@@ -9,6 +9,7 @@ weights were randomised. They never return NaN: a constant row correlates 0 with
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,9 +36,19 @@ def bootstrap_interval(
     rng = rng if rng is not None else np.random.default_rng(0)
     draws = values[rng.integers(0, values.size, size=(samples, values.size))]
     stats = np.median(draws, axis=1) if stat == "median" else draws.mean(axis=1)
-    # inverted_cdf: no interpolation, so intervals reaching infinite values (censored) stay inf, not NaN
-    low, high = np.percentile(stats, [100 * (1 - level) / 2, 100 * (1 + level) / 2], method="inverted_cdf")
+    low, high = percentile_interval(stats, level)
     return (float(low), float(high))
+
+
+def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over axis 0 of ``draws`` (resamples first), NaN resamples left out;
+    (NaN, NaN) where every resample is NaN. No interpolation (``inverted_cdf``), so intervals
+    reaching infinite values (censored) stay infinite instead of NaN."""
+    q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanpercentile(draws, q, axis=0, method="inverted_cdf")
+    return low, high
 
 
 def average_ranks(v: torch.Tensor) -> torch.Tensor:

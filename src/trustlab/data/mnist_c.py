@@ -87,6 +87,7 @@ from trustlab.core.progress import progress
 from trustlab.data.corruptions import (
     BOUNDS_TOLERANCE,
     _affine_warp,  # affine_warp without re-checking images checked here
+    _compute_dtype,
     check_images,
     correlation_matrix,
     gaussian_filter,
@@ -188,10 +189,6 @@ def _check_severity(name: str, severity: object, allowed: Sequence[int] = (1, 2,
             f"(MNIST-C uses {DEFAULT_SEVERITY[name]}), got {severity!r}"
         )
     return int(severity)
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def _finish(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from trustlab.core.exceptions import InputError
-from trustlab.data.dataset import ERR_UNKNOWN_ATTRIBUTE
 
 SEPARATOR = " & "  # joins the categories of an intersectional group: "Female & Black"
 ERR_NO_ATTRIBUTES = "name at least one protected attribute (e.g. --protected sex)"
@@ -28,11 +27,7 @@ def protected_groups(data: Any, names: Sequence[str]) -> np.ndarray:
     names = [names] if isinstance(names, str) else list(dict.fromkeys(names))
     if not names:
         raise InputError(ERR_NO_ATTRIBUTES)
-    protected = getattr(data, "protected", {}) or {}
-    for name in names:
-        if name not in protected:
-            known = ", ".join(sorted(protected)) or "none"
-            raise InputError(ERR_UNKNOWN_ATTRIBUTE.format(name=name, dataset=data.name, known=known))
+    protected = data.keep_protected(names).protected  # a one-line error for an attribute it lacks
     labels = None
     for name in names:
         attribute = protected[name]

@@ -168,16 +168,6 @@ def resample_indices(n: int, resamples: int, *, seed: int = 0) -> np.ndarray:
     return np.concatenate(list(resample_blocks(n, resamples, seed=seed)))
 
 
-def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over axis 0 of ``draws`` (resamples first), NaN resamples left out;
-    (NaN, NaN) where every resample is NaN."""
-    q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        low, high = np.nanpercentile(draws, q, axis=0, method="inverted_cdf")
-    return low, high
-
-
 # ------------------------------------------------------------------- inputs ---------------
 @dataclass(frozen=True)
 class Inputs:

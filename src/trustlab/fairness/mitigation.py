@@ -124,10 +124,6 @@ def _with(data: Any, *, x: np.ndarray | None = None, y: np.ndarray | None = None
     return replace(data, **changes)
 
 
-def _features(data: Any) -> np.ndarray:
-    return data.x.reshape(len(data), -1).detach().cpu().numpy().astype(np.float64)
-
-
 def mitigate(
     train: Any,
     test: Any,
@@ -149,7 +145,13 @@ def mitigate(
     from trustlab.fairness.lfr import LearnedFairRepresentation
     from trustlab.fairness.preprocess import DisparateImpactRemover, massage, reweighing_weights
     from trustlab.fairness.thresholds import GroupThresholds
-    from trustlab.models.tabular import check_tabular, fit_tabular_model, model_description, positive_probability
+    from trustlab.models.tabular import (
+        check_tabular,
+        fit_tabular_model,
+        model_description,
+        positive_probability,
+        tabular_arrays,
+    )
 
     methods = check_methods(methods)
     check_tabular(train, "train")
@@ -158,7 +160,7 @@ def mitigate(
     g_train, g_test = protected_groups(train, protected), protected_groups(test, protected)
     y_train = binary(train.y, f"labels of {train.name}/{train.split}", len(train))
     y_test = binary(test.y, f"labels of {test.name}/{test.split}", len(test))
-    x_train, x_test = _features(train), _features(test)
+    x_train, x_test = tabular_arrays(train)[0], tabular_arrays(test)[0]
     start = time.perf_counter()
 
     def fitted(data: Any, **options: Any) -> Any:
@@ -168,16 +170,16 @@ def mitigate(
     base_train_score = positive_probability(baseline, x_train)
     base_test_score = positive_probability(baseline, x_test)
 
-    def run(method: str) -> tuple[np.ndarray, np.ndarray | None, str]:
-        """(test decisions, test scores or None, what changed)."""
+    def run(method: str) -> tuple[np.ndarray, str]:
+        """(test decisions, what changed)."""
         if method == "baseline":
-            return (base_test_score >= 0.5).astype(np.int64), base_test_score, "nothing"
+            return (base_test_score >= 0.5).astype(np.int64), "nothing"
         if method == "reweighing":
             weights = reweighing_weights(y_train, g_train)
             score = positive_probability(fitted(train, sample_weight=weights), x_test)
             change = f"weights from {weights.min():.3f} to {weights.max():.3f}"
         elif method == "massaging":
-            flips = massage(y_train, g_train, base_train_score, privileged=privileged)
+            flips = massage(y_train, g_train, base_train_score, privileged=chosen)
             score = positive_probability(fitted(_with(train, y=flips.labels)), x_test)
             change = f"{flips.changes:,} promoted and {flips.changes:,} demoted of {len(train):,} labels"
         elif method == "disparate_impact_remover":
@@ -186,14 +188,14 @@ def mitigate(
             score = positive_probability(model, remover.transform(x_test, g_test))
             change = f"{len(remover.columns_)} non-binary features repaired (level 1)"
         elif method == "lfr":
-            rows = np.random.default_rng(seed).permutation(len(train))[: min(lfr_rows, len(train))]
+            sample = np.random.default_rng(seed).permutation(len(train))[: min(lfr_rows, len(train))]
             centre, scale = x_train.mean(0), np.where(x_train.std(0) > 0, x_train.std(0), 1.0)
             z_train, z_test = (x_train - centre) / scale, (x_test - centre) / scale
-            lfr = LearnedFairRepresentation(max_iter=lfr_iterations, seed=seed, privileged=privileged)
-            lfr.fit(z_train[rows], y_train[rows], g_train[rows])
+            lfr = LearnedFairRepresentation(max_iter=lfr_iterations, seed=seed, privileged=chosen)
+            lfr.fit(z_train[sample], y_train[sample], g_train[sample])
             model = fitted(_with(train, x=lfr.transform(z_train, g_train)))
             score = positive_probability(model, lfr.transform(z_test, g_test))
-            change = f"features rebuilt from {lfr.prototypes} prototypes (fitted on {len(rows):,} rows)"
+            change = f"features rebuilt from {lfr.prototypes} prototypes (fitted on {len(sample):,} rows)"
         else:
             constraint = "equalized_odds" if method == "thresholds_eo" else "demographic_parity"
             ratio = FOUR_FIFTHS if method == "thresholds_four_fifths" else 1.0
@@ -201,15 +203,16 @@ def mitigate(
                 y_train, base_train_score, g_train
             )
             cuts = ", ".join(f"{g} {t:.3f}" for g, t in zip(rule.groups_, rule.thresholds_))
-            return rule.predict(base_test_score, g_test), None, f"thresholds on the baseline's score: {cuts}"
-        return (score >= 0.5).astype(np.int64), score, change
+            return rule.predict(base_test_score, g_test), f"thresholds on the baseline's score: {cuts}"
+        return (score >= 0.5).astype(np.int64), change
 
     rows, chosen = [], privileged
     for method in progress(methods, desc="mitigations", enabled=show_progress):
         began = time.perf_counter()
-        decisions, score, change = run(method)
+        decisions, change = run(method)
         seconds = time.perf_counter() - began
-        table = fairness_table(y_test, decisions, score, g_test, privileged=chosen, resamples=resamples, seed=seed)
+        # no scores: the rows need no calibration or ROC curves, only the decisions' figures
+        table = fairness_table(y_test, decisions, None, g_test, privileged=chosen, resamples=resamples, seed=seed)
         chosen = table.privileged  # every method is judged against the baseline's privileged group
         rows.append(
             MitigationRow(

@@ -12,6 +12,7 @@ import numpy as np
 
 from trustlab.core.exceptions import InputError
 from trustlab.core.results import Record, Result
+from trustlab.core.stats import percentile_interval
 from trustlab.core.validate import positive_int
 from trustlab.fairness.curves import DEFAULT_ROC_POINTS, curve_area, reliability_bins, roc_curve_points, thin_curve
 from trustlab.fairness.metrics import (
@@ -20,7 +21,6 @@ from trustlab.fairness.metrics import (
     PAIR_METRICS,
     check_inputs,
     consistency_terms,
-    percentile_interval,
     resample_blocks,
 )
 

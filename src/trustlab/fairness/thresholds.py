@@ -51,6 +51,7 @@ import numpy as np
 from trustlab.core.exceptions import InputError
 from trustlab.core.validate import positive_int
 from trustlab.fairness.groups import ERR_LENGTHS, binary, encode_groups
+from trustlab.fairness.preprocess import as_array
 
 CONSTRAINTS = ("demographic_parity", "equalized_odds")
 ERR_CONSTRAINT = "constraint must be one of {known}, got {value!r}"
@@ -63,12 +64,8 @@ ERR_NOT_FITTED = "GroupThresholds is not fitted yet: call fit(y_true, y_score, g
 _TOLERANCE = 1e-12
 
 
-def _array(values: Any) -> np.ndarray:
-    return np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values)
-
-
 def _scores(y_score: Any, expected: int | None = None) -> np.ndarray:
-    score = _array(y_score)
+    score = as_array(y_score)
     if score.ndim != 1:
         raise InputError(ERR_SCORE_SHAPE.format(shape=score.shape))
     if expected is not None and len(score) != expected:
@@ -266,7 +263,7 @@ class GroupThresholds:
         if not hasattr(self, "thresholds_"):
             raise InputError(ERR_NOT_FITTED)
         score = _scores(y_score)
-        labels = _array(groups)
+        labels = as_array(groups)
         if labels.ndim != 1:
             raise InputError(f"groups must be one label per example (a 1-D array), got shape {labels.shape}")
         if len(labels) != len(score):

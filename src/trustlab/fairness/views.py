@@ -29,7 +29,7 @@ def verdict(result: FairnessResult) -> str:
     worst = result.worst("disparate_impact")
     rates = {row.group: row.selection_rate for row in result.groups}
     ratio = result.four_fifths_ratio
-    side = "at or above" if ratio.value >= FOUR_FIFTHS else "below"
+    side = "at or above" if result.passes_four_fifths else "below"
     return (
         f"{worst.group} is selected (predicted positive) at {fmt.pct(rates[worst.group].value)} against "
         f"{fmt.pct(rates[result.privileged].value)} for {result.privileged}: the lower rate is "

@@ -239,17 +239,19 @@ class PosthocDetector(Detector):
         return self._score_outputs(*self.outputs(x))
 
     def score_with_logits(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and scores from one forward pass per batch (what a guarded classifier uses)."""
+        """Logits and scores from one forward pass per batch (what a guarded classifier uses),
+        through ``run_batches`` like :meth:`score`."""
         x = self.validate(x)
-        logits, scores = [], []
-        with torch.no_grad():
-            for start in range(0, x.shape[0], self.batch_size):
-                out, feats = self.outputs(x[start : start + self.batch_size])
-                logits.append(out.cpu())
-                scores.append(self._score_outputs(out, feats).double().cpu())
-        if not logits:
+
+        def batch(start: int, stop: int) -> dict[str, torch.Tensor]:
+            with torch.no_grad():
+                out, feats = self.outputs(x[start:stop])
+                return {"logits": out.cpu(), "score": self._score_outputs(out, feats).double().cpu()}
+
+        outputs = run_batches(batch, x.shape[0], self.batch_size, desc="scoring", show_progress=False)
+        if not outputs:
             return torch.empty((0, self.classifier.num_classes)), torch.empty(0, dtype=torch.float64)
-        return torch.cat(logits), torch.cat(scores)
+        return outputs["logits"], outputs["score"]
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
         """Stateless post-hoc scores need no fitting; feature-based ones override this."""

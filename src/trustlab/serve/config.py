@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trustlab.core.exceptions import InputError
+from trustlab.core.validate import positive_int
 
 DEFAULT_DB = "sqlite:///trustlab-alarms.sqlite"
 LOOPBACK_NAMES = ("localhost",)
@@ -67,14 +68,14 @@ class ServeConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "guard", Path(self.guard))
         for name in ("max_batch", "queue_size", "max_body_bytes", "max_inputs", "drift_window"):
-            _positive_int(name, getattr(self, name))
+            positive_int(getattr(self, name), name)
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise InputError(ERR_RANGE.format(name="port", expected="an integer in 0..65535", got=self.port))
         _positive_number("max_wait_ms", self.max_wait_ms, allow_zero=True)
         _positive_number("timeout_s", self.timeout_s)
         if not 0.0 < float(self.drift_level) < 1.0:
             raise InputError(ERR_RANGE.format(name="drift_level", expected="in (0, 1)", got=self.drift_level))
-        _positive_int("retry_after_s", self.retry_after_s)
+        positive_int(self.retry_after_s, "retry_after_s")
         if not isinstance(self.db, str) or "://" not in self.db:
             raise InputError(
                 ERR_RANGE.format(name="db", expected="a SQLAlchemy URL (e.g. sqlite:///a.db)", got=self.db)
@@ -82,10 +83,6 @@ class ServeConfig:
 
     def __repr__(self) -> str:  # the description's, so a database password never shows
         return "ServeConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.describe().items()) + ")"
-
-    @property
-    def requires_keys(self) -> bool:
-        return bool(self.api_key_digests)
 
     def check_binding(self) -> None:
         """No keys means loopback only: an open alarm service must not be reachable from outside."""
@@ -113,11 +110,6 @@ def redact_url(url: str) -> str:
     credentials, _, location = rest.partition("@")
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}{':***' if ':' in credentials else ''}@{location}"
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(ERR_RANGE.format(name=name, expected="a positive integer", got=value))
 
 
 def _positive_number(name: str, value: Any, *, allow_zero: bool = False) -> None:

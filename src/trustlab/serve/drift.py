@@ -64,20 +64,15 @@ class DriftMonitor:
         self._flags = np.zeros(window, dtype=bool)  # ring buffer
         self._next = 0
         self._seen = 0
-        self._alarms = 0
         self._since: float | None = None
         self._status = self._evaluate()
 
     def update(self, alarms: Iterable[bool], *, now: float | None = None) -> tuple[DriftStatus, bool]:
         """Add alarm flags in scoring order; the new status and whether the verdict changed."""
-        flags = np.asarray(list(alarms), dtype=bool)[-self.window :]
-        for flag in flags:  # at most one window per call
-            if self._seen >= self.window:
-                self._alarms -= int(self._flags[self._next])
-            self._flags[self._next] = flag
-            self._alarms += int(flag)
-            self._next = (self._next + 1) % self.window
-            self._seen += 1
+        flags = np.asarray(list(alarms), dtype=bool)[-self.window :]  # at most one window per call
+        self._flags[(self._next + np.arange(len(flags))) % self.window] = flags
+        self._next = (self._next + len(flags)) % self.window
+        self._seen += len(flags)
         was = self._status.drifting
         self._status = self._evaluate(now)
         return self._status, self._status.drifting != was
@@ -88,7 +83,8 @@ class DriftMonitor:
 
     def _evaluate(self, now: float | None = None) -> DriftStatus:
         n = min(self._seen, self.window)
-        p_value = binomial_p_value(self._alarms, n, self.alpha) if n else 1.0
+        alarms = int(self._flags.sum())  # slots not yet written are False
+        p_value = binomial_p_value(alarms, n, self.alpha) if n else 1.0
         drifting = n >= self.window and p_value <= self.level
         if drifting and self._since is None:
             self._since = time.time() if now is None else now
@@ -97,8 +93,8 @@ class DriftMonitor:
         return DriftStatus(
             window=self.window,
             n=n,
-            alarms=self._alarms,
-            rate=self._alarms / n if n else 0.0,
+            alarms=alarms,
+            rate=alarms / n if n else 0.0,
             alpha=self.alpha,
             level=self.level,
             p_value=p_value,

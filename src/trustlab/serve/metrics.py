@@ -41,7 +41,7 @@ def endpoint_label(path: str) -> str:
 class ServiceMetrics:
     """The service's series (``trustlab_*``) in their own registry."""
 
-    def __init__(self, *, score_buckets: tuple[float, ...] = ()) -> None:
+    def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry(auto_describe=True)
@@ -64,8 +64,6 @@ class ServiceMetrics:
             "trustlab_alarm_rate", "Alarm rate over the drift window (the last scored inputs).", registry=r
         )
         self.scores: Any = None  # created once the guard is loaded: its buckets come from the guard
-        if score_buckets:
-            self.add_score_histogram(score_buckets)
         self.batch_size = Histogram(
             "trustlab_batch_inputs", "Inputs per model call (micro-batching at work).", buckets=BATCH_BUCKETS,
             registry=r,

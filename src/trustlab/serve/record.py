@@ -17,7 +17,6 @@ SQLAlchemy is imported lazily: this module loads without the ``serve`` extra.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from trustlab.core.exceptions import InputError
+from trustlab.core.files import sha256_bytes
 from trustlab.serve.config import redact_url
 
 TABLE = "trustlab_alarms"
@@ -34,7 +34,7 @@ SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA 
 def input_sha256(x: Any) -> str:
     """SHA-256 of one input as float32 little-endian bytes in C order (hex)."""
     array = np.ascontiguousarray(np.asarray(x, dtype="<f4"))
-    return hashlib.sha256(array.tobytes()).hexdigest()
+    return sha256_bytes(array.tobytes())
 
 
 @dataclass(frozen=True)
@@ -117,15 +117,6 @@ class AlarmRecord:
             return
         with self.engine.begin() as connection:
             connection.execute(self.table.insert(), [row.to_dict() for row in rows])
-
-    def rows(self, *, limit: int | None = None) -> list[dict[str, Any]]:
-        import sqlalchemy as sa
-
-        query = sa.select(self.table).order_by(self.table.c.id)
-        if limit is not None:
-            query = query.limit(limit)
-        with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]
 
     def count(self) -> int:
         import sqlalchemy as sa

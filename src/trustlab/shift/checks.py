@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from trustlab.core.exceptions import InputError
+from trustlab.core.validate import positive_int
 from trustlab.models.classifier import Classifier
 from trustlab.shift.evaluate import (
     DEFAULT_BASELINE,
@@ -64,8 +65,7 @@ def run_shift(
     (msp, energy, maxlogit) thresholded at ``alpha`` on held-out clean digits of ``data``, or None.
     ``baseline``: see :func:`~trustlab.shift.evaluate.shift_audit`."""
     check_shiftable(classifier)
-    if examples is not None and (isinstance(examples, bool) or not isinstance(examples, int) or examples < 1):
-        raise InputError(f"examples must be a positive integer or None (all), got {examples!r}")
+    examples = None if examples is None else positive_int(examples, "examples")
     if alarm is not None:
         check_alarm_detector(alarm)
         if not 0.0 < alpha < 1.0:

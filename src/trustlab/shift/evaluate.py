@@ -18,7 +18,6 @@ and corrupted versions and the baseline's answers on them.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +27,7 @@ import torch
 
 from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
-from trustlab.core.stats import wilson_interval
+from trustlab.core.stats import percentile_interval, wilson_interval
 from trustlab.core.validate import positive_int
 from trustlab.data.mnist_c import DEFAULT_SEVERITY, ERR_UNKNOWN, NAMES, mnist_c_set
 from trustlab.models.classifier import Classifier
@@ -139,16 +138,6 @@ def _same_model(a: Classifier, b: Classifier) -> bool:
     return a.num_parameters > 0 and a.describe() == b.describe() and a.weights_sha256() == b.weights_sha256()
 
 
-def _percentile_interval(values: np.ndarray) -> tuple[float, float]:
-    """2.5th and 97.5th percentiles of the resampled figures, NaN resamples (0 / 0) left out; no
-    interpolation, so infinite values stay infinite."""
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return (math.nan, math.nan)
-    low, high = np.percentile(values, [2.5, 97.5], method="inverted_cdf")
-    return (float(low), float(high))
-
-
 def _mean_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """Per resample (row), the mean of ``num / den`` over the columns where ``den > 0``; NaN where none is."""
     defined = den > 0
@@ -185,7 +174,13 @@ def shift_bootstrap(
             model, base = errors[:, :sets], errors[:, sets:]
             figures["mce"].append(_mean_ratio(model[:, 1:], base[:, 1:]))
             figures["relative_mce"].append(_mean_ratio(model[:, 1:] - model[:, :1], base[:, 1:] - base[:, :1]))
-    return {key: _percentile_interval(np.concatenate(values)) if values else None for key, values in figures.items()}
+    return {key: _interval(np.concatenate(values)) if values else None for key, values in figures.items()}
+
+
+def _interval(draws: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of the resampled figures as two floats (NaN resamples, 0 / 0, left out)."""
+    low, high = percentile_interval(draws)
+    return (float(low), float(high))
 
 
 def _set_outputs(classifier: Classifier, alarm: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -85,12 +85,6 @@ class ShiftRow(Record):
         """Share of the set the alarm fired on (None without an alarm)."""
         return None if self.alarms is None or not self.examples else self.alarms / self.examples
 
-    @property
-    def errors_caught(self) -> float | None:
-        """Share of the misclassified inputs the alarm fired on (None without an alarm or errors)."""
-        wrong = self.examples - self.correct
-        return None if self.alarms_on_errors is None or wrong == 0 else self.alarms_on_errors / wrong
-
 
 @dataclass(frozen=True)
 class ShiftResult(Result):
