@@ -235,3 +235,26 @@ def test_alarm_evaluate_scores_on_ray_and_writes_the_local_numbers(
     assert mapped and sum(mapped) > len(mapped)  # the detectors' scoring ran on Ray, several batches at a time
     local, remote = _numbers(tmp_path / "local"), _numbers(tmp_path / "ray")
     assert local == remote
+
+
+def test_recipe_study_fans_out_over_ray_with_the_local_numbers(executor, tmp_path):
+    """Two recipes x two seeds trained as Ray tasks give the local run's figures, and each model lands
+    in the driver's cache."""
+    from dataclasses import replace
+
+    from trustlab.studies.generalisation import generalisation_study
+
+    train = open_dataset("mnist", "sample").sample(120, seed=0)
+    test = open_dataset("mnist", "sample").sample(100, seed=1)
+    domain = open_dataset("digits", "test").subset(slice(0, 60))
+    options = {
+        "recipes": ["focal"], "seeds": (0, 1), "epochs": 1, "corrupted_examples": 20, "resamples": 50,
+        "show_progress": False,
+    }  # fmt: skip
+    local = generalisation_study(train, test, domain, cache_dir=tmp_path / "local", **options)
+    with use_executor(executor):
+        remote = generalisation_study(train, test, domain, cache_dir=tmp_path / "ray", **options)
+    assert remote.trained == 4 and "RayExecutor" in remote.executor
+    assert {record.node for record in executor.shards} and len(executor.shards) == 4
+    assert [replace(r, train_seconds=0.0) for r in remote.rows] == [replace(r, train_seconds=0.0) for r in local.rows]
+    assert len(list((tmp_path / "ray").glob("*/model.safetensors"))) == 4

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,40 @@ def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndar
         warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanpercentile(draws, q, axis=0, method="inverted_cdf")
     return low, high
+
+
+def seeds_by_examples_draws(
+    matrices: Sequence[np.ndarray], *, resamples: int, seed: int, chunk_cells: int = 4_000_000
+) -> list[np.ndarray]:
+    """Bootstrap of mean scores over training seeds and test examples, paired on the examples.
+
+    ``matrices``: one array per model, shape (seeds, sets, examples) of per-example scores (e.g. 1 for
+    a correct answer), every model scored on the same examples in the same order (its own number of
+    seeds). Each resample draws the examples with replacement once, shared by every model and set (so
+    differences between models are paired on the examples), and each model's seeds with replacement,
+    independently; it takes, per model and set, the mean over the drawn (seed, example) cells. Returns
+    one (resamples, sets) array of resampled means per model. Vectorised: a chunk of resamples is one
+    matrix product of example counts with the scores.
+    """
+    if not matrices:
+        return []
+    n = matrices[0].shape[-1]
+    if any(m.ndim != 3 or m.shape[-1] != n or m.shape[0] < 1 for m in matrices):
+        raise ValueError("every matrix must be (seeds >= 1, sets, examples) with the same number of examples")
+    rng = np.random.default_rng(seed)
+    flat = [m.transpose(2, 0, 1).reshape(n, -1).astype(np.float64) for m in matrices]  # (examples, seeds * sets)
+    out: list[list[np.ndarray]] = [[] for _ in matrices]
+    chunk = max(1, chunk_cells // max(1, n))
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        drawn = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]
+        counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+        for k, (matrix, scores) in enumerate(zip(matrices, flat)):
+            seeds, sets = matrix.shape[:2]
+            per_seed = (counts @ scores / n).reshape(size, seeds, sets)
+            picked = rng.integers(0, seeds, size=(size, seeds))
+            out[k].append(np.take_along_axis(per_seed, picked[:, :, None], axis=1).mean(axis=1))
+    return [np.concatenate(parts) for parts in out]
 
 
 def average_ranks(v: torch.Tensor) -> torch.Tensor:

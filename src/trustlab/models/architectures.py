@@ -51,6 +51,11 @@ class MnistCNN(nn.Module):
     """Two 5x5 conv layers (each ReLU + 2x2 max-pool) and two fully connected layers: the
     small net of Madry et al. (2018) and Neural Cleanse's MNIST model, width configurable.
 
+    Options for the generalisation study: ``batch_norm`` puts batch normalisation after each
+    convolution and after the hidden fully connected layer (before the ReLU, as Ioffe & Szegedy
+    2015); ``dropout`` drops that share of the hidden units before the last layer in training
+    (Srivastava et al. 2014). Both off by default, which keeps the shipped weights' layout.
+
     ``features`` ends at the last conv block (the Grad-CAM layer); ``embed`` returns the
     penultimate activations used by feature-space detectors.
     """
@@ -63,29 +68,41 @@ class MnistCNN(nn.Module):
         image_size: int = 28,
         channels: Sequence[int] = (32, 64),
         hidden: int = 1024,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if image_size % 4:
             raise TypeError(f"image_size must be divisible by 4, got {image_size}")
+        if not 0.0 <= dropout < 1.0:
+            raise TypeError(f"dropout must lie in [0, 1), got {dropout}")
         c1, c2 = channels
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 5, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
+        layers: list[nn.Module] = []
+        for c_in, c_out in ((in_channels, c1), (c1, c2)):
+            layers.append(nn.Conv2d(c_in, c_out, 5, padding=2))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers += [nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers)
         side = image_size // 4
         self.fc1 = nn.Linear(c2 * side * side, hidden)
+        # absent (None) when off, so the default model's modules and weights stay those shipped
+        self.norm = nn.BatchNorm1d(hidden) if batch_norm else None
         self.act = nn.ReLU()  # a module, not torch.relu, so guided backpropagation can hook it
+        self.drop = nn.Dropout(dropout) if dropout else None
         self.fc2 = nn.Linear(hidden, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.fc1(self.features(x).flatten(1)))
+        hidden = self.fc1(self.features(x).flatten(1))
+        if self.norm is not None:
+            hidden = self.norm(hidden)
+        return self.act(hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.embed(x))
+        hidden = self.embed(x)
+        if self.drop is not None:
+            hidden = self.drop(hidden)
+        return self.fc2(hidden)
 
 
 class MLP(nn.Module):

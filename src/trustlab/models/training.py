@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
 from trustlab.core.results import Result
+from trustlab.data.augment import Augmentation, random_translate
 from trustlab.models.classifier import Classifier
 
 
@@ -41,30 +42,50 @@ class TrainingResult(Result):
     seconds: float
     adversary: str | None = None
     adversary_eps: float = 0.0
+    optimiser: str = "adam"
+    loss_name: str = "cross_entropy"
+    augmentation: str = "none"  # Augmentation.describe() of the batch augmentations beyond augment_shift
 
 
 OPTIMISERS = {
     "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
     "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw),
 }
+LOSSES = ("cross_entropy", "focal")
 
 
-def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator, fill: float = 0.0) -> torch.Tensor:
-    """Shift each image by its own random offset in [-max_shift, max_shift] pixels, filling with ``fill``."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4, value=fill)
-    dy = torch.randint(0, 2 * max_shift + 1, (n, 1, 1), generator=generator)
-    dx = torch.randint(0, 2 * max_shift + 1, (n, 1, 1), generator=generator)
-    rows = torch.arange(h).view(1, h, 1) + dy
-    cols = torch.arange(w).view(1, 1, w) + dx
-    batch = torch.arange(n).view(n, 1, 1)
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Lin et al. (2017)'s focal loss, mean over the batch: ``-(1 - p_t)^gamma log p_t`` with ``p_t``
+    the probability of the true class (``gamma = 0`` is cross-entropy)."""
+    log_p = F.log_softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
+    return (-((1.0 - log_p.exp()) ** gamma) * log_p).mean()
 
 
-def classifier_for(data: Any, *, arch: str | None = None, seed: int = 0) -> Classifier:
+def loss_function(loss: str, *, label_smoothing: float = 0.0, focal_gamma: float = 2.0):
+    """``fn(logits, labels) -> scalar`` for ``loss``: cross-entropy (with ``label_smoothing``, Szegedy
+    et al. 2016: the target puts ``1 - label_smoothing`` on the label and spreads the rest evenly over
+    all classes) or the focal loss with ``focal_gamma``."""
+    if loss not in LOSSES:
+        raise InputError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise InputError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+    if loss == "focal":
+        if not focal_gamma >= 0:
+            raise InputError(f"focal_gamma must be >= 0, got {focal_gamma}")
+        if label_smoothing:
+            raise InputError("label_smoothing applies to the cross-entropy loss only")
+        return lambda logits, labels: focal_loss(logits, labels, focal_gamma)
+    return lambda logits, labels: F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+
+def classifier_for(
+    data: Any, *, arch: str | None = None, seed: int = 0, options: dict[str, Any] | None = None
+) -> Classifier:
     """A new, untrained classifier fitted to ``data``'s shape, classes, bounds and feature
     statistics (normalisation inside): ``arch`` from the registry, by default ``mnist_cnn`` for
-    images and ``mlp`` for tabular data."""
+    images and ``mlp`` for tabular data; ``options``: further keyword settings of the architecture
+    (e.g. ``{"batch_norm": True}``), stored in its config."""
     from trustlab.models.architectures import build_architecture
 
     image = data.kind == "image"
@@ -77,6 +98,7 @@ def classifier_for(data: Any, *, arch: str | None = None, seed: int = 0) -> Clas
         }
     else:
         config = {"in_features": data.input_shape[0], "num_classes": data.num_classes}
+    config.update(options or {})
     mean, std = data.feature_stats()
     return Classifier(
         build_architecture(arch, seed=seed, **config),
@@ -107,6 +129,10 @@ def train(
     eps_warmup_epochs: int = 0,
     optimiser: str = "adam",
     cosine: bool = True,
+    loss: str = "cross_entropy",
+    label_smoothing: float = 0.0,
+    focal_gamma: float = 2.0,
+    augment: Augmentation | None = None,
     dataset_name: str = "",
     show_progress: bool = True,
 ) -> TrainingResult:
@@ -116,6 +142,10 @@ def train(
     Madry et al.'s training or FGSM with a random start for Wong et al.'s), every batch is
     replaced by its adversarial examples at ``adversary_eps``, ramped up linearly over the first
     ``eps_warmup_epochs`` epochs.
+
+    ``loss``: "cross_entropy" (with ``label_smoothing``) or "focal" (with ``focal_gamma``); ``augment``:
+    the :class:`~trustlab.data.augment.Augmentation` drawn for every batch (after ``augment_shift``'s
+    translations), images only.
     """
     classifier.require_gradients("training")
     if adversary is not None and not adversary_eps > 0:
@@ -126,14 +156,16 @@ def train(
         )
     if optimiser not in OPTIMISERS:
         raise InputError(f"unknown optimiser {optimiser!r}; expected one of {', '.join(OPTIMISERS)}")
-    if augment_shift and len(classifier.input_shape) != 3:
-        raise InputError("augment_shift applies to images only (inputs of shape C x H x W)")
+    if (augment_shift or (augment is not None and augment.active)) and len(classifier.input_shape) != 3:
+        raise InputError("augmentations apply to images only (inputs of shape C x H x W)")
+    criterion = loss_function(loss, label_smoothing=label_smoothing, focal_gamma=focal_gamma)
     x = classifier.validate(x)
     y = classifier.validate_labels(y, x.shape[0])
     module = classifier.module
     n = x.shape[0]
     steps_per_epoch = math.ceil(n / batch_size)
-    fill = classifier.bounds[0] if classifier.bounds else 0.0
+    bounds = tuple(classifier.bounds) if classifier.bounds else (0.0, 1.0)
+    fill = bounds[0]
     losses: list[float] = []
     accuracies: list[float] = []
     start = time.perf_counter()
@@ -162,16 +194,18 @@ def train(
                     xb, yb = x[index], y[index]
                     if augment_shift:
                         xb = random_translate(xb, augment_shift, generator, fill)
+                    if augment is not None and augment.active:
+                        xb = augment(xb, generator, bounds)
                     xb, yb = xb.to(classifier.device), yb.to(classifier.device)
                     if adversary is not None:
                         xb = adversary.attack(classifier, xb, yb, eps=eps, generator=generator).adversarials
                     logits = classifier.forward(xb)
-                    loss = F.cross_entropy(logits, yb)
+                    batch_loss = criterion(logits, yb)
                     step_rule.zero_grad(set_to_none=True)
-                    loss.backward()
+                    batch_loss.backward()
                     step_rule.step()
                     schedule.step()
-                    total_loss += loss.item() * len(index)
+                    total_loss += batch_loss.item() * len(index)
                     correct += int((logits.argmax(1) == yb).sum())
                 losses.append(total_loss / n)
                 accuracies.append(correct / n)
@@ -190,6 +224,9 @@ def train(
         augment_shift=augment_shift,
         adversary=None if adversary is None else repr(adversary),
         adversary_eps=float(adversary_eps),
+        optimiser=optimiser,
+        loss_name=loss if not label_smoothing else f"{loss} (label smoothing {label_smoothing:g})",
+        augmentation="none" if augment is None else augment.describe(),
         loss=tuple(losses),
         accuracy=tuple(accuracies),
         seconds=time.perf_counter() - start,

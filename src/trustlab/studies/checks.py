@@ -41,3 +41,16 @@ def run_attack_explanations(
         classifier, data.x, data.y, attack=attack, eps=eps, method=method, gallery=gallery, dataset=name or data.name
     )
     return run.add(f"attack-explanations-{data.name}", result)
+
+
+def run_generalisation(run: Any, train: Any, test: Any, domain_test: Any, **options: Any) -> Any:
+    """The recipe study (:func:`trustlab.studies.generalisation.generalisation_study` with ``options``)
+    into ``run``."""
+    from trustlab.studies.generalisation import generalisation_study
+
+    for data in (train, test, domain_test):
+        run.describe_data(data)
+    key = "generalisation"
+    with run.timed(key):
+        result = generalisation_study(train, test, domain_test, **options)
+    return run.add(key, result)

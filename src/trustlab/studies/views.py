@@ -109,3 +109,6 @@ def _attack_explanations_summary(result: AttackExplanationResult) -> list[str]:
 
 register_view(AttackExplanationResult, order=43, section=_attack_explanations, summary=_attack_explanations_summary)
 register_view(RobustVsNaturalResult, order=44, section=_robust_vs_natural, summary=_robust_vs_natural_summary)
+
+# the recipe study's views live beside its result; importing them here registers them with the rest
+from trustlab.studies import generalisation_views  # noqa: E402, F401
