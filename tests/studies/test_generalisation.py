@@ -172,12 +172,12 @@ def test_cli_unknown_recipe_is_a_one_line_error(capsys):
 def test_cli_runs_a_small_study_and_writes_the_report(capsys, tmp_path, reference_data):
     args = [
         "study", "generalisation", "--recipe", "baseline", "--seeds", "1", "--epochs", "1", "--train-examples", "100",
-        "--corrupted-examples", "30", "--no-reference", "--resamples", "50", "--cache-dir", tmp_path / "cache",
+        "--corrupted-examples", "30", "--resamples", "50", "--cache-dir", tmp_path / "cache",
         "--out", tmp_path / "run", "--data-dir", reference_data,
     ]  # fmt: skip
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
-    assert "baseline: clean" in out
+    assert "baseline: clean" in out and "reference: clean" in out
     assert (tmp_path / "run" / "report.html").is_file()
     code, out, _ = run_cli(capsys, *args)  # again: everything from the cache
     assert code == 0 and "0 models trained, 1 from the cache" in out

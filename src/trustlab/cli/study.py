@@ -115,7 +115,7 @@ def generalisation(
     domain = open_data("digits", "test", data_dir)
     shipped = None
     if reference:
-        shipped, _ = open_model("mnist_cnn", None, False, test.input_shape, None)
+        shipped, _ = open_model("mnist_cnn", None, False, test.input_shape, 256)
     run = new_run(out, seed=seed)
     result = run_generalisation(
         run, train, test, domain, recipes=list(recipes) or None, seeds=tuple(range(seeds)), epochs=epochs,
