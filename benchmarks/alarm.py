@@ -76,7 +76,7 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def detection(args, classifier, train, calibration, evaluation) -> tuple[dict, str]:
-    sets = ood_suite(evaluation.x, n=args.n, root=args.data_dir, seed=0)
+    sets = ood_suite(evaluation.x, n=args.n, root=args.data_dir, seed=0, labels=evaluation.y)
     specs = list(ALL_DETECTORS) + list(EXTRA_DETECTORS)
     fitted = build_detectors(specs, classifier=classifier, train=train, pretrained=not args.train_generative)
     result = evaluate_alarm(

@@ -133,8 +133,9 @@ def test_corrupted_applies_the_named_corruption():
 
 
 def test_suite_with_the_reference_data(reference_data):
-    mnist = load_dataset("mnist", "test", root=reference_data).x[:300]
-    suite = ood_suite(mnist, n=50, root=reference_data)
+    test = load_dataset("mnist", "test", root=reference_data)
+    mnist = test.x[:300]
+    suite = ood_suite(mnist, n=50, root=reference_data, labels=test.y[:300])
     expected = [name for name in OOD_SET_NAMES if name != "fashion_mnist"]  # not in the reference data
     assert list(suite) == expected
     for name, ood in suite.items():
@@ -154,7 +155,10 @@ def test_suite_is_deterministic_and_seeded():
         b = ood_suite(x)
     with pytest.warns(UserWarning):
         c = ood_suite(x, seed=1)
-    assert list(a) == [name for name in OOD_SET_NAMES if name not in FILE_SETS]
+    # without labels the near-OOD sets built from labelled digits are left out
+    from trustlab.data.near_ood import NEEDS_DIGITS
+
+    assert list(a) == [name for name in OOD_SET_NAMES if name not in FILE_SETS and name not in NEEDS_DIGITS]
     for name in a:
         assert torch.equal(a[name].x, b[name].x), name
         assert torch.equal(a[name].x, c[name].x) == name.startswith("mnist_"), name
@@ -188,7 +192,7 @@ def test_suite_uses_fashion_mnist_only_when_its_files_are_present(tmp_path):
     assert "fashion_mnist" not in without and torch.equal(without["notmnist"].x, notmnist[:6])
 
     fashion = _write_idx_pair(tmp_path / "fashion_mnist", 4, seed=2)
-    suite = ood_suite(x, n=6, root=tmp_path)
+    suite = ood_suite(x, n=6, root=tmp_path, labels=torch.arange(len(x)) % 10)
     assert list(suite) == list(OOD_SET_NAMES)
     assert torch.equal(suite["fashion_mnist"].x, fashion)  # fewer than n: all of them
     assert len(suite["uniform_noise"]) == 6 and len(suite["mnist_blur"]) == 6

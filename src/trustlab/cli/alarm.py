@@ -76,7 +76,8 @@ def _inputs(model, dataset, split, train_split, holdout_split, arch, allow_pickl
     "--detector",
     default=None,
     help="msp, energy, maxlogit, mahalanobis, knn, vae:recon, vae:nelbo, wgan:delta_z, wgan:recon (+ic: complexity); "
-    "default: vae:recon for 1 x 28 x 28 images, mahalanobis (or msp where features cannot be read) otherwise",
+    "default: for 1 x 28 x 28 images the one with the best worst case over the built-in OOD families (far and "
+    "near), compared on the held-out split; mahalanobis (or msp where features cannot be read) otherwise",
 )
 @batch_size_option
 @click.option(
@@ -88,7 +89,7 @@ def alarm_fit(
     batch_size, out, data_dir,
 ) -> None:  # fmt: skip
     """Fit a detector, calibrate its threshold and save the guarded classifier as one file."""
-    from trustlab.ood.checks import default_guard_detector, fit_guard
+    from trustlab.ood.checks import choose_guard_detector, fit_guard
     from trustlab.ood.evaluate import parse_detector
 
     if detector is not None:
@@ -96,7 +97,15 @@ def alarm_fit(
     classifier, _, train, calibration, evaluation = _inputs(
         model, dataset, split, train_split, holdout_split, arch, allow_pickle, data_dir, batch_size, seed
     )
-    detector = detector or default_guard_detector(classifier)
+    if detector is None:
+        detector, compared = choose_guard_detector(
+            classifier, train, calibration, evaluation, pretrained=pretrained, data_dir=data_dir, seed=seed
+        )
+        if compared is not None:
+            ranked = ", ".join(
+                f"{d} {compared.worst_auroc(d):.3f} ({compared.weakest_family(d)})" for d in compared.ranking()[:3]
+            )
+            click.echo(f"chosen by worst AUROC over {len(compared.family_names)} OOD families: {ranked}")
     guard, realised = fit_guard(
         classifier, train, calibration, evaluation, detector=detector, alpha=alpha, pretrained=pretrained
     )

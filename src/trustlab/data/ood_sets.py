@@ -23,6 +23,7 @@ import torch
 
 from trustlab.core.exceptions import DataNotFoundError, InputError, UnknownNameError
 from trustlab.data.corruptions import CORRUPTION_DESCRIPTIONS, CORRUPTIONS, check_images
+from trustlab.data.near_ood import NEAR_OOD_DESCRIPTIONS, NEEDS_DIGITS, near_ood_set
 from trustlab.data.paths import resolve_data_dir
 from trustlab.data.registry import load_dataset, split_status
 
@@ -46,8 +47,29 @@ OOD_DESCRIPTIONS: dict[str, str] = {
         f"{' and '.join(PHOTO_NAMES)}, area-downsampled"
     ),
     **{f"mnist_{name}": f"in-distribution images {text}" for name, text in CORRUPTION_DESCRIPTIONS.items()},
+    **NEAR_OOD_DESCRIPTIONS,
 }
 OOD_SET_NAMES: tuple[str, ...] = tuple(OOD_DESCRIPTIONS)
+
+# Families group the sets by kind of difference: a detector is judged by its worst family, and the
+# leave-one-family-out protocol tunes nothing on the family it is tested on. Far: differ in texture,
+# brightness or style; near: MNIST's white pen strokes, centred like MNIST, but not digits.
+FAR_FAMILIES = ("notmnist", "fashion", "noise", "photos", "corruptions")
+NEAR_FAMILIES = tuple(name.removeprefix("near_") for name in NEAR_OOD_DESCRIPTIONS)
+OOD_FAMILIES: dict[str, str] = {
+    "notmnist": "notmnist",
+    "fashion_mnist": "fashion",
+    "uniform_noise": "noise",
+    "gaussian_noise": "noise",
+    "natural_crops": "photos",
+    **{f"mnist_{name}": "corruptions" for name in CORRUPTION_DESCRIPTIONS},
+    **{name: name.removeprefix("near_") for name in NEAR_OOD_DESCRIPTIONS},
+}
+
+
+def ood_family(name: str) -> str:
+    """The family of a built-in OOD set (see ``OOD_FAMILIES``); a user's own set is its own family."""
+    return OOD_FAMILIES.get(name, name)
 
 
 @dataclass(frozen=True, eq=False)
@@ -260,6 +282,7 @@ def ood_suite(
     seed: int = 0,
     include: Iterable[str] | None = None,
     notmnist_split: str = "test",
+    labels: torch.Tensor | None = None,
 ) -> dict[str, OODSet]:
     """The standard OOD sets for a model of 1 x 28 x 28 MNIST-like images, by name.
 
@@ -269,6 +292,9 @@ def ood_suite(
     keep their first ``n`` examples, generated sets have exactly ``n`` (default
     ``len(in_distribution_x)``). Generated sets draw from seeds derived from ``seed`` and their
     name. ``include`` restricts the suite to the listed names (see ``OOD_SET_NAMES``), in that order.
+    ``labels`` (the in-distribution digits' classes) are needed by the near-OOD sets built from
+    digits (flipped, overlays, fragments); without them those sets are left out (an error when named
+    in ``include``).
 
     Data files are looked up like ``load_dataset`` (``root`` > ``$TRUSTLAB_DATA`` > cache).
     "notmnist" is loaded (downloaded if allowed); when its files cannot be had it is skipped with
@@ -308,6 +334,13 @@ def ood_suite(
             suite[name] = gaussian_noise(count, MNIST_SHAPE, seed=_derived_seed(seed, name))
         elif name == "natural_crops":
             suite[name] = natural_crops(count, MNIST_SHAPE[-1], seed=_derived_seed(seed, name))
+        elif name in NEAR_OOD_DESCRIPTIONS:
+            if name in NEEDS_DIGITS and labels is None:
+                if explicit:
+                    raise InputError(f"OOD set {name!r} is built from labelled digits: pass labels")
+                continue
+            images = near_ood_set(name, count, seed=_derived_seed(seed, name), digits=x, labels=labels)
+            suite[name] = OODSet(name, images, OOD_DESCRIPTIONS[name])
         else:  # mnist_<corruption>
             corruption = name.removeprefix("mnist_")
             suite[name] = replace(corrupted(x[:count], corruption), name=name, description=OOD_DESCRIPTIONS[name])

@@ -275,6 +275,8 @@ def make_detector(name: str, classifier: Classifier | None = None, **config: Any
     """Build detector ``name``; post-hoc detectors need the ``classifier`` they read."""
     cls = detector_class(name)
     try:
+        if getattr(cls, "optional_classifier", False):  # a combination reads one only for post-hoc parts
+            return cls(classifier, **config)
         if cls.needs_classifier:
             if classifier is None:
                 raise InputError(f"the {name} detector reads a classifier's outputs; pass classifier=")
@@ -285,6 +287,7 @@ def make_detector(name: str, classifier: Classifier | None = None, **config: Any
 
 
 def _import_detectors() -> None:
+    import trustlab.ood.combined  # noqa: F401
     import trustlab.ood.generative  # noqa: F401
     import trustlab.ood.posthoc  # noqa: F401
 

@@ -45,11 +45,38 @@ def default_detectors(classifier: Classifier) -> tuple[str, ...]:
 
 
 def default_guard_detector(classifier: Classifier) -> str:
-    """The detector a guard uses when none is named: the shipped VAE's reconstruction loss for
-    MNIST-like images (the best on notMNIST), Mahalanobis where features can be read, else MSP."""
-    if tuple(classifier.input_shape) == MNIST_SHAPE:
-        return "vae:recon"
+    """The detector a guard uses when none is named and none can be compared on OOD sets (inputs
+    other than 1 x 28 x 28): Mahalanobis where features can be read, else MSP."""
     return "mahalanobis" if features_unavailable(classifier) is None else "msp"
+
+
+CHOICE_LIMIT = 1000  # inputs per OOD set when comparing detectors for a guard
+
+
+def choose_guard_detector(
+    classifier: Classifier,
+    train: Any,
+    calibration: Any,
+    evaluation: Any,
+    *,
+    pretrained: bool = True,
+    data_dir: Any = None,
+    seed: int = 0,
+    limit: int = CHOICE_LIMIT,
+) -> tuple[str, AlarmResult | None]:
+    """The detector with the best worst case over the built-in OOD families (far and near) for
+    1 x 28 x 28 models, and the comparison it was chosen from; for other inputs (no built-in OOD
+    sets) :func:`default_guard_detector` and None. Candidates: every default detector with the
+    shipped generative ones (``pretrained``), the post-hoc ones otherwise."""
+    if tuple(classifier.input_shape) != MNIST_SHAPE:
+        return default_guard_detector(classifier), None
+    candidates = default_detectors(classifier) if pretrained else tuple(
+        d for d in default_detectors(classifier) if d in POSTHOC
+    )  # fmt: skip
+    sets = ood_suite(evaluation.x, n=limit, root=data_dir, seed=seed, labels=getattr(evaluation, "y", None))
+    fitted = build_detectors(candidates, classifier=classifier, train=train, pretrained=pretrained)
+    result = evaluate_alarm(fitted, calibration=calibration, evaluation=evaluation, ood_sets=sets)
+    return result.most_reliable(), result
 
 
 def run_alarm(
@@ -80,8 +107,9 @@ def run_alarm(
     sets = {}
     if tuple(evaluation.input_shape) == MNIST_SHAPE:
         sets = ood_suite(
-            evaluation.x, n=limit, root=data_dir, seed=seed, include=include, notmnist_split=notmnist_split
-        )
+            evaluation.x, n=limit, root=data_dir, seed=seed, include=include, notmnist_split=notmnist_split,
+            labels=getattr(evaluation, "y", None),
+        )  # fmt: skip
     elif not extra_sets:
         raise InputError(
             f"the built-in OOD sets are 1 x 28 x 28 images and this data is {tuple(evaluation.input_shape)}: "

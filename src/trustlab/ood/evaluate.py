@@ -9,6 +9,8 @@ data (``vae:nelbo+ic``); ``+ic1`` uses slope 1, Serrà et al.'s S(x) exactly.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +22,11 @@ from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
 from trustlab.core.results import Record, Result
 from trustlab.core.stats import wilson_interval
+from trustlab.data.ood_sets import ood_family
 from trustlab.models.classifier import Classifier
 from trustlab.ood.base import Detector, detector_class, make_detector
 from trustlab.ood.calibration import ConformalThreshold
+from trustlab.ood.combined import CombinedDetector, parse_combination
 from trustlab.ood.generative import ComplexityCorrected
 from trustlab.ood.metrics import detection_metrics, roc_curve
 from trustlab.ood.reference import REFERENCE_DETECTORS, load_reference_detector, reference_record
@@ -54,8 +58,14 @@ class DetectorSpec:
 
 
 def parse_detector(spec: str) -> DetectorSpec:
-    """``name[:score][+ic]`` -> DetectorSpec, with one-line errors for unknown names or scores."""
+    """``name[:score][+ic]`` (or a combination ``rule[spec,spec,...]``, see
+    :mod:`trustlab.ood.combined`) -> DetectorSpec, with one-line errors for unknown names or scores."""
     text = spec.strip()
+    combination = parse_combination(text)
+    if combination is not None:
+        for part in combination[1]:
+            parse_detector(part)  # each part a known detector
+        return DetectorSpec(text, "combined", None, False)
     base, _, suffix = text.partition("+")
     if suffix not in ("", "ic", "ic1"):
         raise InputError(f"detector {spec!r}: the only suffixes are +ic (fitted slope) and +ic1 (slope 1)")
@@ -96,12 +106,8 @@ def build_detectors(
     parsed = [parse_detector(s) for s in specs]
     generative: dict[str, tuple[Detector, float | None, str]] = {}
     out: dict[str, FittedDetector] = {}
-    for spec in progress(parsed, desc="alarm: fitting detectors", total=len(parsed), unit="detector"):
-        if detector_class(spec.name).needs_classifier:
-            start = time.perf_counter()
-            detector = make_detector(spec.name, classifier, **options.get(spec.name, {})).fit(train)
-            out[spec.label] = FittedDetector(detector, time.perf_counter() - start, "fitted on the training data")
-            continue
+
+    def generative_part(spec: DetectorSpec) -> tuple[Detector, float | None, str]:
         if spec.name not in generative:
             generative[spec.name] = _generative(spec.name, train, pretrained, options.get(spec.name, {}))
         base, seconds, note = generative[spec.name]
@@ -110,6 +116,33 @@ def build_detectors(
             start = time.perf_counter()
             detector = ComplexityCorrected(base=detector, slope=spec.complexity).fit(train)
             seconds = (seconds or 0.0) + time.perf_counter() - start
+        return detector, seconds, note
+
+    for spec in progress(parsed, desc="alarm: fitting detectors", total=len(parsed), unit="detector"):
+        if spec.name == "combined":
+            rule, parts = parse_combination(spec.label)
+            seconds = 0.0  # the shipped generative parts' recorded training time, plus the fit here
+            components = []
+            for part in map(parse_detector, parts):
+                if detector_class(part.name).needs_classifier:
+                    components.append(make_detector(part.name, classifier, **options.get(part.name, {})))
+                else:
+                    detector, part_seconds, _ = generative_part(part)
+                    components.append(detector)
+                    seconds += part_seconds or 0.0
+            began = time.perf_counter()
+            combined = CombinedDetector(classifier, components=components, rule=rule).fit(train)
+            seconds += time.perf_counter() - began
+            share = 1 - combined.reference_share
+            note = f"{rule} combination; post-hoc parts fitted on {share:.0%} of the training data"
+            out[spec.label] = FittedDetector(combined, seconds, note)
+            continue
+        if detector_class(spec.name).needs_classifier:
+            start = time.perf_counter()
+            detector = make_detector(spec.name, classifier, **options.get(spec.name, {})).fit(train)
+            out[spec.label] = FittedDetector(detector, time.perf_counter() - start, "fitted on the training data")
+            continue
+        detector, seconds, note = generative_part(spec)
         out[spec.label] = FittedDetector(detector, seconds, note)
     return out
 
@@ -186,6 +219,38 @@ class AlarmResult(Result):
     roc_grid: tuple[float, ...]
     roc: dict[str, dict[str, tuple[float, ...]]]  # detector -> set -> detection rate on roc_grid
     notes: tuple[str, ...] = ()  # what the reader should know, e.g. why some detectors were left out
+    families: dict[str, str] = dataclasses.field(default_factory=dict)  # set -> family (a set alone: its own)
+
+    def family(self, ood_set: str) -> str:
+        """The family ``ood_set`` belongs to (see ``trustlab.data.ood_sets.OOD_FAMILIES``)."""
+        return self.families.get(ood_set, ood_set)
+
+    @property
+    def family_names(self) -> tuple[str, ...]:
+        """The families of the sets, in the sets' order."""
+        return tuple(dict.fromkeys(self.family(s) for s in self.sets))
+
+    def family_auroc(self, detector: str) -> dict[str, float]:
+        """Per family, ``detector``'s worst AUROC over the family's sets."""
+        out: dict[str, float] = {}
+        for name in self.sets:
+            family = self.family(name)
+            out[family] = min(out.get(family, math.inf), self.metrics[detector][name].auroc)
+        return out
+
+    def weakest_family(self, detector: str) -> str:
+        """The family on which ``detector`` has its lowest AUROC."""
+        by_family = self.family_auroc(detector)
+        return min(by_family, key=by_family.get)
+
+    def worst_auroc(self, detector: str) -> float:
+        """``detector``'s lowest AUROC over every OOD set (equivalently, every family)."""
+        return min(self.metrics[detector][s].auroc for s in self.sets)
+
+    def ranking(self) -> tuple[str, ...]:
+        """Detectors from the best worst case to the worst: how to choose one when the kind of
+        out-of-distribution input is not known in advance."""
+        return tuple(sorted(self.detectors, key=lambda d: -self.worst_auroc(d)))
 
     def best(self, ood_set: str | None = None, metric: str = "auroc") -> str:
         """The detector with the highest ``metric`` on ``ood_set`` (default: the focus set)."""
@@ -199,7 +264,7 @@ class AlarmResult(Result):
     def most_reliable(self) -> str:
         """The detector whose worst AUROC over all OOD sets is highest: the one to deploy when the
         kind of out-of-distribution input is not known in advance."""
-        return max(self.detectors, key=lambda d: self.metrics[d][self.weakest_set(d)].auroc)
+        return self.ranking()[0]
 
 
 def _histogram(in_scores: np.ndarray, sets: dict[str, np.ndarray]) -> ScoreHistogram:
@@ -287,4 +352,5 @@ def evaluate_alarm(
         roc_grid=tuple(grid),
         roc=roc,
         notes=tuple(notes),
+        families={name: ood_family(name) for name in ood_sets},
     )

@@ -20,10 +20,29 @@ def _matrix(result: AlarmResult, metric: str, caption: str) -> Table:
     return Table(["detector", *result.sets], rows, caption)
 
 
+def _family_table(result: AlarmResult) -> Table:
+    """Detectors ranked by their worst AUROC over the OOD families, with each family's worst AUROC."""
+    families = result.family_names
+    rows = []
+    for d in result.ranking():
+        by_family = result.family_auroc(d)
+        rows.append(
+            [d, fmt.number(result.worst_auroc(d), 4), result.weakest_family(d)]
+            + [fmt.number(by_family[f], 4) for f in families]
+        )
+    return Table(
+        ["detector", "worst AUROC", "weakest family", *families],
+        rows,
+        "Detectors ranked by their worst case: the lowest AUROC over every OOD family (per family: its worst set)",
+        foldable=False,
+    )
+
+
 def _alarm(name: str, result: AlarmResult) -> Section:
     focus = result.focus
     best = result.best()
     best_metrics = result.metrics[best][focus]
+    chosen = result.most_reliable()
     paragraphs = [
         Markup(
             "Detectors learn the training data ({}); each is thresholded at a target false-alarm rate "
@@ -38,8 +57,17 @@ def _alarm(name: str, result: AlarmResult) -> Section:
             result.evaluation_examples,
         ),
         Markup(
-            "Best on <b>{}</b>: <b>{}</b>, AUROC {}, {} of OOD inputs accepted at 95% in-distribution accepted."
-        ).format(focus, best, fmt.number(best_metrics.auroc, 4), fmt.pct(best_metrics.fpr_ood_accepted_at_95_id)),
+            "Best worst case: <b>{}</b>, AUROC at least {} on every OOD set; its weakest family is <b>{}</b>. "
+            "Choose a detector by its worst case when the kind of out-of-distribution input is not known in "
+            "advance: the best on one set ({}: {}, AUROC {}) can fail on another."
+        ).format(
+            chosen,
+            fmt.number(result.worst_auroc(chosen), 4),
+            result.weakest_family(chosen),
+            focus,
+            best,
+            fmt.number(best_metrics.auroc, 4),
+        ),  # fmt: skip
     ]
     paragraphs += [f"Note: {note}." if not note.endswith(".") else f"Note: {note}" for note in result.notes]
     calibration = Table(
@@ -76,8 +104,8 @@ def _alarm(name: str, result: AlarmResult) -> Section:
         f"All metrics on {focus}",
     )
     sets = Table(
-        ["OOD set", "inputs", "what it is"],
-        [[s, f"{result.set_sizes[s]:,}", result.set_descriptions[s]] for s in result.sets],
+        ["OOD set", "family", "inputs", "what it is"],
+        [[s, result.family(s), f"{result.set_sizes[s]:,}", result.set_descriptions[s]] for s in result.sets],
         "Out-of-distribution sets",
     )
     auroc_rows = [[result.metrics[d][s].auroc for s in result.sets] for d in result.detectors]
@@ -99,6 +127,7 @@ def _alarm(name: str, result: AlarmResult) -> Section:
         ),
     ]
     tables = [
+        _family_table(result),
         calibration,
         _matrix(result, "auroc", "AUROC (1 = perfect, 0.5 = chance)"),
         _matrix(result, "fpr_ood_accepted_at_95_id", "OOD inputs accepted when 95% of in-distribution is accepted"),
@@ -126,12 +155,14 @@ def _alarm_scores(result: AlarmResult) -> list[Score]:
     weakest = result.weakest_set(chosen)
     auroc = result.metrics[chosen][weakest].auroc
     detected = result.metrics[chosen][weakest].detection_rate
+    family = result.family(weakest)
+    where = weakest if family == weakest else f"{weakest} (family {family})"
     return [
         Score(
             "OOD alarm", "alarm.worst_auroc", f"worst-set AUROC ({chosen})", auroc, "AUROC", True,
             sentence=(
                 f"the {chosen} alarm tells every tested OOD set from in-distribution inputs with AUROC at least "
-                f"{fmt.number(auroc, 3)}; its weakest set is {weakest}, of which it flags {fmt.pct(detected)}."
+                f"{fmt.number(auroc, 3)}; its weakest set is {where}, of which it flags {fmt.pct(detected)}."
             ),
         ),
         Score(
