@@ -2,12 +2,14 @@
 
 Both learn the reference MNIST CNN's training data, the 5,000-image MNIST training sample:
 - the convolutional VAE (latent 16, 30 epochs, Adam 1e-3 cosine, batch 128, seed 0);
+- its background model for the likelihood ratio (the same VAE and settings, trained on images whose
+  pixels are each replaced by uniform noise with probability 0.2, Ren et al. 2019);
 - the WGAN-GP (width 32, latent 64, 2,000 generator steps x 5 critic steps, gradient penalty 10,
   Adam 1e-4 betas 0.5/0.9, batch 64) and its inverter (2,000 steps, Adam 1e-3 cosine, latent
   weight 0.1), seed 0.
 Writes each detector artefact and a JSON record (settings, training curve, wall time, digests).
 
-    python scripts/train_reference_detectors.py --data-dir ../shared/data [--only vae|wgan]
+    python scripts/train_reference_detectors.py --data-dir ../shared/data [--only vae|vae_background|wgan]
 """
 
 from __future__ import annotations
@@ -23,9 +25,14 @@ from trustlab.data import load_dataset
 from trustlab.models.classifier import tensors_sha256
 from trustlab.ood.base import save_detector
 from trustlab.ood.generative import VAEDetector, WGANInverter
+from trustlab.ood.generative.ratio import DEFAULT_PERTURB_RATE
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "trustlab" / "ood" / "weights"
-BUILDERS = {"vae": VAEDetector, "wgan": WGANInverter}
+BUILDERS = {
+    "vae": VAEDetector,
+    "vae_background": lambda seed: VAEDetector(seed=seed, perturb_rate=DEFAULT_PERTURB_RATE),
+    "wgan": WGANInverter,
+}
 
 
 def _thinned(history: list[float] | dict[str, list[float]], every: int = 10):

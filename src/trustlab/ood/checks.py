@@ -34,13 +34,16 @@ def features_unavailable(classifier: Classifier) -> str | None:
     return None
 
 
+EXPENSIVE = ("vae:regret",)  # ~30 decoder passes forward and back per input: ask for it by name
+
+
 def default_detectors(classifier: Classifier) -> tuple[str, ...]:
     """Every detector for MNIST-like images (1 x 28 x 28, which the shipped generative detectors
-    learned); the post-hoc ones, which read the classifier, for anything else. Where the
-    classifier's features cannot be read (:func:`features_unavailable` says why), the post-hoc
-    ones are the logit-based ones only (msp, energy, maxlogit)."""
+    learned) except the expensive ones (``EXPENSIVE``); the post-hoc ones, which read the classifier,
+    for anything else. Where the classifier's features cannot be read (:func:`features_unavailable`
+    says why), the post-hoc ones are the logit-based ones only (msp, energy, maxlogit)."""
     posthoc = POSTHOC if features_unavailable(classifier) is None else LOGIT_DETECTORS
-    generative = tuple(d for d in ALL_DETECTORS if d not in POSTHOC)
+    generative = tuple(d for d in ALL_DETECTORS if d not in POSTHOC and d not in EXPENSIVE)
     return posthoc + generative if tuple(classifier.input_shape) == MNIST_SHAPE else posthoc
 
 

@@ -35,6 +35,8 @@ POSTHOC = ("msp", "energy", "maxlogit", "mahalanobis", "knn")
 GENERATIVE = (
     "vae:recon",
     "vae:nelbo",
+    "vae:regret",
+    "ratio",
     "vae:nelbo+ic",
     "vae:nelbo+ic1",
     "wgan:delta_z",

@@ -73,7 +73,7 @@ def _error_table(result: GeneralisationResult) -> Table:
 
 def effect_figure(result: GeneralisationResult) -> bytes:
     """Heat map of every recipe's difference to the baseline (points) on every set; cells whose
-    interval holds 0 are greyed and marked '~'."""
+    interval holds 0 are left uncoloured and marked '~'."""
     rows = [row for row in result.rows if row.delta is not None]
     values = np.array([row.delta for row in rows], dtype=float)
     noise = np.array([[lo <= 0 <= hi for lo, hi in zip(r.delta_low, r.delta_high)] for r in rows])
@@ -94,7 +94,7 @@ def effect_figure(result: GeneralisationResult) -> bytes:
     ax.set_ylabel("recipe")
     bar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
     bar.set_label("accuracy difference to the baseline (points)", fontsize=7)
-    ax.set_title("What each recipe changes against the baseline ('~' and grey: within noise)", fontsize=9)
+    ax.set_title("What each recipe changes against the baseline ('~', uncoloured: within noise)", fontsize=9)
     fig.tight_layout()
     return to_png(fig)
 
