@@ -21,7 +21,18 @@ def _fitted(name, reference, fit_set):
 
 
 def test_every_detector_is_covered():
-    assert set(list_detectors()) == {"msp", "energy", "maxlogit", "mahalanobis", "knn", "vae", "wgan", "complexity"}
+    assert set(list_detectors()) == {
+        "msp",
+        "energy",
+        "maxlogit",
+        "mahalanobis",
+        "knn",
+        "vae",
+        "wgan",
+        "complexity",
+        "combined",
+        "ratio",
+    }  # fmt: skip (combined and ratio: tests/ood/test_combined.py and test_near_ood_detectors.py)
 
 
 @pytest.mark.parametrize("name", ["msp", "energy", "maxlogit", "mahalanobis", "knn", "vae", "wgan", "complexity"])

@@ -7,7 +7,7 @@ from torch import nn
 from trustlab.core.exceptions import InputError
 from trustlab.explain import explain
 from trustlab.models import Classifier, load_model
-from trustlab.ood.checks import LOGIT_DETECTORS, default_detectors, features_unavailable
+from trustlab.ood.checks import EXPENSIVE, LOGIT_DETECTORS, default_detectors, features_unavailable
 from trustlab.ood.evaluate import ALL_DETECTORS, GENERATIVE, POSTHOC
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
@@ -36,7 +36,8 @@ def opaque(tmp_path_factory):
 
 def test_features_readable_keeps_every_detector(reference):
     assert features_unavailable(reference) is None
-    assert default_detectors(reference) == ALL_DETECTORS
+    assert default_detectors(reference) == tuple(d for d in ALL_DETECTORS if d not in EXPENSIVE)
+    assert "vae:regret" in ALL_DETECTORS and "vae:regret" not in default_detectors(reference)
     tabular = Classifier(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), input_shape=(4,), bounds=None)
     assert default_detectors(tabular) == POSTHOC
 
@@ -45,7 +46,7 @@ def test_opaque_torchscript_falls_back_to_logit_detectors(opaque):
     reason = features_unavailable(opaque)
     assert reason.startswith("feature-space detectors (mahalanobis, knn) left out: cannot look inside this model")
     assert "prim::Loop" in reason and "\n" not in reason
-    assert default_detectors(opaque) == LOGIT_DETECTORS + GENERATIVE
+    assert default_detectors(opaque) == LOGIT_DETECTORS + tuple(d for d in GENERATIVE if d not in EXPENSIVE)
     assert LOGIT_DETECTORS == ("msp", "energy", "maxlogit")
     logits = opaque.logits(torch.rand(2, 1, 28, 28))  # the model itself still runs
     assert logits.shape == (2, 10)

@@ -63,10 +63,14 @@ def _check_alarm(section, result):
     auroc = _rows(section, "AUROC")
     for row, detector in zip(auroc, result.detectors):
         assert row[1:] == [fmt.number(result.metrics[detector][s].auroc, 4) for s in result.sets]
-    best = result.best()
-    assert f"<b>{best}</b>, AUROC {fmt.number(result.metrics[best][result.focus].auroc, 4)}" in str(
-        section.paragraphs[1]
-    )
+    best, chosen = result.best(), result.most_reliable()
+    headline = str(section.paragraphs[1])
+    assert f"<b>{chosen}</b>, AUROC at least {fmt.number(result.worst_auroc(chosen), 4)}" in headline
+    assert f"<b>{result.weakest_family(chosen)}</b>" in headline
+    assert f"{best}, AUROC {fmt.number(result.metrics[best][result.focus].auroc, 4)}" in headline
+    ranked = section.tables[0].rows  # the worst-case ranking opens the section
+    assert [row[0] for row in ranked] == list(result.ranking())
+    assert [row[1] for row in ranked] == [fmt.number(result.worst_auroc(d), 4) for d in result.ranking()]
     lines = summary_lines([result])
     assert (
         len(lines) == len(result.detectors)
@@ -146,6 +150,7 @@ CHECKS = {
 }
 CHECKED_ELSEWHERE = {
     "tabular_explanations", "robust_vs_natural", "backdoor.repair", "fairness", "fairness.mitigation", "shift.transfer",
+    "study.generalisation",
 }  # fmt: skip
 
 

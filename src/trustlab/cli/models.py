@@ -71,6 +71,20 @@ def datasets(data_dir: Path | None) -> None:
     show_default=True,
     help="epochs over which the budget ramps up linearly from eps/(warmup+1)",
 )
+@click.option(
+    "--outlier-exposure",
+    "exposure",
+    default=None,
+    help="train to be unsure on synthetic near-OOD digits (Hendrycks et al.): 'all' or comma-separated families "
+    "of flipped, overlays, fragments, strokes, letters, symbols (1 x 28 x 28 digit data only)",
+)
+@click.option(
+    "--outliers", type=click.IntRange(min=1), default=5000, show_default=True, help="synthetic outliers drawn"
+)
+@click.option(
+    "--outlier-weight", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
+    help="weight of the outliers' cross-entropy to the uniform distribution",
+)  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out",
@@ -87,8 +101,8 @@ def datasets(data_dir: Path | None) -> None:
 )
 @data_dir_option
 def train(
-    dataset, split, arch, epochs, batch_size, lr, augment_shift, adversarial, adv_eps, adv_steps, adv_warmup, seed,
-    out, run_dir, data_dir,
+    dataset, split, arch, epochs, batch_size, lr, augment_shift, adversarial, adv_eps, adv_steps, adv_warmup, exposure,
+    outliers, outlier_weight, seed, out, run_dir, data_dir,
 ) -> None:  # fmt: skip
     """Train a model from the architecture registry; deterministic given --seed."""
     from trustlab.models import save_model
@@ -99,6 +113,15 @@ def train(
 
     data = open_data(dataset, split, data_dir, bounds=(0.0, 1.0) if dataset.endswith(".npz") else None)
     classifier = classifier_for(data, arch=arch, seed=seed)
+    pool = None
+    if exposure is not None:
+        from trustlab.core.exceptions import InputError
+        from trustlab.data.near_ood import outlier_families, synthetic_outliers
+
+        families = outlier_families(exposure)
+        if tuple(data.input_shape) != (1, 28, 28):
+            raise InputError(f"--outlier-exposure draws 1 x 28 x 28 digits; this data is {tuple(data.input_shape)}")
+        pool = synthetic_outliers(data.x, data.y, outliers, families=families, seed=seed + 1)
     history = train_model(
         classifier,
         data.x,
@@ -110,6 +133,8 @@ def train(
         adversary=training_attack(adversarial, adv_steps),
         adversary_eps=adv_eps if adversarial else 0.0,
         eps_warmup_epochs=adv_warmup,
+        outliers=pool,
+        outlier_weight=outlier_weight,
         seed=seed,
         dataset_name=f"{data.name}/{data.split}",
     )

@@ -325,6 +325,39 @@ def near_ood_set(
     return out.to(torch.float32).clamp_(0.0, 1.0).contiguous()
 
 
+def outlier_families(spec: str) -> tuple[str, ...]:
+    """``"all"`` or comma-separated family names (``flipped``, ``near_flipped``, ...) -> set names."""
+    if spec.strip() == "all":
+        return NEAR_OOD_NAMES
+    names = tuple(f"near_{part.strip().removeprefix('near_')}" for part in spec.split(",") if part.strip())
+    unknown = [n for n in names if n not in NEAR_OOD_DESCRIPTIONS]
+    if unknown or not names:
+        known = ", ".join(n.removeprefix("near_") for n in NEAR_OOD_NAMES)
+        raise InputError(
+            f"unknown outlier family {unknown[0] if unknown else spec!r}; expected 'all' or some of: {known}"
+        )
+    return names
+
+
+def synthetic_outliers(
+    digits: torch.Tensor, labels: torch.Tensor, n: int, *, families: tuple[str, ...] | None = None, seed: int = 0
+) -> torch.Tensor:
+    """``n`` near-OOD images for outlier exposure, split evenly over ``families`` (default all six),
+    built from ``digits`` (training digits, never the test ones an evaluation uses) with ``seed``.
+    Letters and symbols come from the same fonts as their test families: leave a family out here to
+    measure a model on it honestly."""
+    families = tuple(NEAR_OOD_NAMES if families is None else families)
+    if not families:
+        raise InputError("synthetic_outliers needs at least one near-OOD family")
+    share = [n // len(families) + (1 if i < n % len(families) else 0) for i in range(len(families))]
+    parts = [
+        near_ood_set(name, count, seed=seed + 1000 * k, digits=digits, labels=labels)
+        for k, (name, count) in enumerate(zip(families, share))
+        if count
+    ]
+    return torch.cat(parts)
+
+
 def stroke_width(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """A rough mean pen width per image in pixels: ink area over skeleton length, estimated as ink
     pixels over half the ink boundary pixels (for a long stroke of width w: area L w, boundary 2 L)."""
@@ -334,4 +367,11 @@ def stroke_width(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return ink.sum(dim=(1, 2, 3)) / (boundary / 2).clamp_min(1.0)
 
 
-__all__ = ["NEAR_OOD_DESCRIPTIONS", "NEAR_OOD_NAMES", "centre_by_mass", "glyph_prototypes", "near_ood_set"]
+__all__ = [
+    "NEAR_OOD_DESCRIPTIONS",
+    "NEAR_OOD_NAMES",
+    "centre_by_mass",
+    "glyph_prototypes",
+    "near_ood_set",
+    "synthetic_outliers",
+]

@@ -19,6 +19,10 @@ REFERENCE_MODELS = {
     "mnist_cnn_robust": (
         "MNIST CNN adversarially trained (PGD-7, eps 0.3) on the same sample (scripts/train_robust_cnn.py)"
     ),
+    "mnist_cnn_oe": (
+        "MNIST CNN trained with outlier exposure to synthetic near-OOD digits on the same sample "
+        "(scripts/train_oe_cnn.py)"
+    ),
 }
 
 

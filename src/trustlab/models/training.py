@@ -45,6 +45,7 @@ class TrainingResult(Result):
     optimiser: str = "adam"
     loss_name: str = "cross_entropy"
     augmentation: str = "none"  # Augmentation.describe() of the batch augmentations beyond augment_shift
+    outliers: int = 0  # inputs of the outlier-exposure pool (0: none)
 
 
 OPTIMISERS = {
@@ -133,6 +134,8 @@ def train(
     label_smoothing: float = 0.0,
     focal_gamma: float = 2.0,
     augment: Augmentation | None = None,
+    outliers: Any = None,
+    outlier_weight: float = 0.5,
     dataset_name: str = "",
     show_progress: bool = True,
 ) -> TrainingResult:
@@ -146,6 +149,10 @@ def train(
     ``loss``: "cross_entropy" (with ``label_smoothing``) or "focal" (with ``focal_gamma``); ``augment``:
     the :class:`~trustlab.data.augment.Augmentation` drawn for every batch (after ``augment_shift``'s
     translations), images only.
+
+    ``outliers``: inputs that are no class (outlier exposure, Hendrycks, Mazeika & Dietterich 2019):
+    every step also draws a batch of them and adds ``outlier_weight`` times their cross-entropy to
+    the uniform distribution, so the model learns to be unsure on inputs unlike its classes.
     """
     classifier.require_gradients("training")
     if adversary is not None and not adversary_eps > 0:
@@ -159,6 +166,12 @@ def train(
     if (augment_shift or (augment is not None and augment.active)) and len(classifier.input_shape) != 3:
         raise InputError("augmentations apply to images only (inputs of shape C x H x W)")
     criterion = loss_function(loss, label_smoothing=label_smoothing, focal_gamma=focal_gamma)
+    if outliers is not None:
+        outliers = classifier.validate(outliers, name="outliers")
+        if outliers.shape[0] == 0:
+            raise InputError("outliers must hold at least one input")
+        if not outlier_weight > 0:
+            raise InputError(f"outlier_weight must be positive, got {outlier_weight}")
     x = classifier.validate(x)
     y = classifier.validate_labels(y, x.shape[0])
     module = classifier.module
@@ -201,6 +214,10 @@ def train(
                         xb = adversary.attack(classifier, xb, yb, eps=eps, generator=generator).adversarials
                     logits = classifier.forward(xb)
                     batch_loss = criterion(logits, yb)
+                    if outliers is not None:
+                        drawn = torch.randint(0, outliers.shape[0], (len(index),), generator=generator)
+                        odd = classifier.forward(outliers[drawn].to(classifier.device))
+                        batch_loss = batch_loss - outlier_weight * F.log_softmax(odd, dim=1).mean()
                     step_rule.zero_grad(set_to_none=True)
                     batch_loss.backward()
                     step_rule.step()
@@ -227,6 +244,7 @@ def train(
         optimiser=optimiser,
         loss_name=loss if not label_smoothing else f"{loss} (label smoothing {label_smoothing:g})",
         augmentation="none" if augment is None else augment.describe(),
+        outliers=0 if outliers is None else int(outliers.shape[0]),
         loss=tuple(losses),
         accuracy=tuple(accuracies),
         seconds=time.perf_counter() - start,

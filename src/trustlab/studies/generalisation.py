@@ -227,6 +227,7 @@ class TaskFiles:
 
 
 def task_files(cache_dir: Path, recipe: Recipe, seed: int, key: str, sets: EvaluationSets) -> TaskFiles:
+    """One task's folder (named by recipe, seed and model key) and its scores file (named by the test data)."""
     return TaskFiles(cache_dir / f"{recipe.name}-seed{seed}-{key[:16]}", f"scores-{sets.fingerprint[:16]}.safetensors")
 
 
