@@ -42,3 +42,55 @@ def test_regret_is_what_optimising_the_latent_gains_never_negative(sample):
     longer.set_fitted(vae.input_shape_, vae.bounds_)
     longer.load_state(vae.state())
     assert (longer.score(held.x[:40]) >= regret - 1e-9).all()  # more steps never find less
+
+
+def test_outlier_exposure_lowers_the_max_softmax_on_its_outliers(sample):
+    """Same model, same seed, same steps; with outlier exposure its softmax on synthetic outliers
+    (other draws of the same families) is less confident, and digits stay classified."""
+    from trustlab.data.near_ood import synthetic_outliers
+    from trustlab.models import Classifier, build_architecture, train
+
+    fit_set, held = sample
+    config = {"channels": [16, 32], "hidden": 128}
+    models = []
+    for outliers in (None, synthetic_outliers(fit_set.x, fit_set.y, 600, seed=1)):
+        module = build_architecture("mnist_cnn", seed=0, **config)
+        model = Classifier(module, input_shape=(1, 28, 28), num_classes=10, architecture="mnist_cnn", config=config)
+        train(model, fit_set.x, fit_set.y, epochs=10, batch_size=64, seed=0, outliers=outliers, show_progress=False)
+        models.append(model)
+    plain, exposed = models
+    fresh = synthetic_outliers(held.x, held.y, 300, seed=7)
+    confidence = [float(m.proba(fresh).amax(1).mean()) for m in models]
+    assert confidence[1] < confidence[0] - 0.1
+    assert float((exposed.predict(held.x) == held.y).double().mean()) > 0.8
+
+
+def test_outlier_families_parse_and_bad_ones_are_one_line_errors():
+    import pytest
+
+    from trustlab.core.exceptions import InputError
+    from trustlab.data.near_ood import NEAR_OOD_NAMES, outlier_families
+
+    assert outlier_families("all") == NEAR_OOD_NAMES
+    assert outlier_families("letters, near_strokes") == ("near_letters", "near_strokes")
+    with pytest.raises(InputError, match="unknown outlier family 'near_emoji'") as info:
+        outlier_families("letters,emoji")
+    assert "\n" not in str(info.value)
+
+
+def test_cli_train_with_outlier_exposure(capsys, tmp_path):
+    from cli_helpers import assert_one_line_error, run_cli
+
+    out = tmp_path / "oe.safetensors"
+    code, printed, err = run_cli(
+        capsys, "train", "--dataset", "mnist", "--split", "sample", "--epochs", "1", "--outlier-exposure",
+        "letters,strokes", "--outliers", "200", "--out", out,
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.is_file() and "saved" in printed
+    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--epochs", "1", "--outlier-exposure", "all",
+                           "--out", tmp_path / "d.safetensors")  # fmt: skip
+    assert_one_line_error(code, err, "1 x 28 x 28")
+    code, _, err = run_cli(capsys, "train", "--dataset", "mnist", "--split", "sample", "--outlier-exposure", "emoji",
+                           "--out", tmp_path / "e.safetensors")  # fmt: skip
+    assert_one_line_error(code, err, "unknown outlier family")
