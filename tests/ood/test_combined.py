@@ -5,35 +5,18 @@ import numpy as np
 import pytest
 import torch
 
+from ood_helpers import ToyDetector
 from trustlab.core.exceptions import TrustlabError
-from trustlab.ood.base import Detector, make_detector
+from trustlab.ood.base import make_detector
 from trustlab.ood.calibration import ConformalThreshold
 from trustlab.ood.combined import CombinedDetector, combine_p_values, conformal_p_values
 from trustlab.ood.evaluate import build_detectors, parse_detector
 from trustlab.ood.guard import GuardedClassifier
 
 
-class _Feature(Detector):
-    """Scores a (N, 1, 2, 2) input by one of its pixels (a toy with independent components)."""
-
-    def __init__(self, pixel: int = 0, batch_size: int = 256) -> None:
-        super().__init__(batch_size=batch_size)
-        self.pixel = pixel
-
-    def _input_spec(self, x):
-        return tuple(x.shape[1:]), None
-
-    def state(self):
-        return {}
-
-    def load_state(self, state):
-        pass
-
-    def _fit(self, x, y):
-        pass
-
-    def _score_batch(self, x):
-        return x.flatten(1)[:, self.pixel]
+def _feature(pixel: int) -> ToyDetector:
+    """Scores a (N, 1, 2, 2) input by one of its pixels (independent components of known behaviour)."""
+    return ToyDetector(lambda x: x.flatten(1)[:, pixel], any_bounds=True)
 
 
 def test_conformal_p_values_by_hand():
@@ -61,7 +44,7 @@ def test_false_alarm_rate_stays_at_alpha_over_many_calibrations(rule):
     for _ in range(300):
         mix = rng.normal(size=(1600, 4))
         x = torch.from_numpy(mix + 0.8 * mix[:, :1]).float().reshape(1600, 1, 2, 2)  # components correlate
-        combined = CombinedDetector(components=[_Feature(0), _Feature(1), _Feature(2)], rule=rule).fit(x[:1000])
+        combined = CombinedDetector(components=[_feature(0), _feature(1), _feature(2)], rule=rule).fit(x[:1000])
         threshold = ConformalThreshold.fit(combined.score(x[1000:1300]), alpha)
         rates.append(float(threshold.alarms(combined.score(x[1300:])).double().mean()))
         raw.append(float((10 ** -combined.score(x[1300:]) <= alpha).double().mean()))

@@ -2,29 +2,14 @@
 
 import torch
 
+from ood_helpers import ToyDetector
 from trustlab.data.ood_sets import OODSet
-from trustlab.ood.base import Detector
 from trustlab.ood.evaluate import FittedDetector, evaluate_alarm
 
 
-class _Brightness(Detector):
-    """Scores an image by its mean pixel times ``sign`` (a toy with known behaviour)."""
-
-    def __init__(self, sign: float) -> None:
-        super().__init__()
-        self.sign = sign
-
-    def state(self):
-        return {}
-
-    def load_state(self, state):
-        pass
-
-    def _fit(self, x, y):
-        pass
-
-    def _score_batch(self, x):
-        return self.sign * x.mean(dim=(1, 2, 3))
+def _brightness(sign: float) -> ToyDetector:
+    """Scores an image by its mean pixel times ``sign``."""
+    return ToyDetector(lambda x: sign * x.mean(dim=(1, 2, 3)))
 
 
 def _images(level: float, n: int = 200, seed: int = 0) -> torch.Tensor:
@@ -40,8 +25,8 @@ def test_detectors_are_ranked_by_their_worst_family():
         "gaussian_noise": OODSet("gaussian_noise", _images(0.8, seed=2), "bright"),  # family noise
         "near_strokes": OODSet("near_strokes", _images(0.1, seed=3), "dark"),  # family strokes
     }
-    bright = _Brightness(1.0).fit(train)  # perfect on noise, blind (AUROC 0) on the dark strokes
-    either = _Brightness(0.0).fit(train)  # constant: AUROC 0.5 everywhere
+    bright = _brightness(1.0).fit(train)  # perfect on noise, blind (AUROC 0) on the dark strokes
+    either = _brightness(0.0).fit(train)  # constant: AUROC 0.5 everywhere
     fitted = {"bright": FittedDetector(bright, 0.0, ""), "constant": FittedDetector(either, 0.0, "")}
     result = evaluate_alarm(fitted, calibration=cal, evaluation=ev, ood_sets=sets, alpha=0.1)
     assert result.families == {"uniform_noise": "noise", "gaussian_noise": "noise", "near_strokes": "strokes"}
