@@ -44,7 +44,7 @@ BENCH_BIN   := $(BENCH_VENV)/bin
 BENCH_STAMP := $(BENCH_VENV)/.installed
 ARGS        ?=
 
-.PHONY: bench-setup bench-robustness bench-explain bench-alarm bench-backdoor bench-fairness bench-clean
+.PHONY: bench-setup bench-robustness bench-explain bench-alarm bench-near-ood bench-backdoor bench-fairness bench-clean
 
 $(BENCH_STAMP): pyproject.toml constraints.txt benchmarks/requirements.txt benchmarks/requirements-nodeps.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -65,6 +65,11 @@ bench-explain: bench-setup
 # The alarm benchmark needs no peer library (see its docstring): it runs in the project's .venv.
 bench-alarm: setup
 	$(BIN)/python benchmarks/alarm.py $(ARGS)
+
+# Near-OOD families, leave-one-family-out choices, combinations and outlier exposure (six trainings;
+# ARGS=--no-exposure skips them): benchmarks/near_ood.py, in the project's .venv.
+bench-near-ood: setup
+	$(BIN)/python benchmarks/near_ood.py $(ARGS)
 
 bench-backdoor: setup
 	$(BIN)/python benchmarks/backdoor.py $(ARGS)
