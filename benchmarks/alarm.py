@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from common import markdown_table
 
 from trustlab.core.progress import set_quiet
 from trustlab.data import load_dataset
@@ -67,12 +68,6 @@ METRICS = (
     ("fpr_id_rejected_at_95_ood", "ID rejected @95% OOD caught", True),
     ("detection_rate", "detected @threshold", True),
 )
-
-
-def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def detection(args, classifier, train, calibration, evaluation) -> tuple[dict, str]:
@@ -104,13 +99,13 @@ def detection(args, classifier, train, calibration, evaluation) -> tuple[dict, s
     parts.append(
         f"### Calibration (alpha = 0.05; {result.calibration_examples:,} calibration and "
         f"{result.evaluation_examples:,} evaluation inputs)\n\n"
-        + _markdown_table(
+        + markdown_table(
             ["detector", "threshold", "realised false alarms", "95% CI", "fit s", "fit", "scoring ms / 1,000"], rows
         )
     )
     parts.append(
         "### AUROC\n\n"
-        + _markdown_table(
+        + markdown_table(
             ["detector", *result.sets],
             [[d] + [f"{result.metrics[d][s].auroc:.4f}" for s in result.sets] for d in result.detectors],
         )
@@ -127,7 +122,7 @@ def detection(args, classifier, train, calibration, evaluation) -> tuple[dict, s
         ]
         parts.append(
             f"### {s} ({result.set_sizes[s]:,} inputs: {result.set_descriptions[s]})\n\n"
-            + _markdown_table(["detector", *[label for _, label, _ in METRICS]], rows)
+            + markdown_table(["detector", *[label for _, label, _ in METRICS]], rows)
         )
     return result.to_dict(), "\n\n".join(parts)
 
@@ -207,7 +202,7 @@ def latency(args, classifier, train, calibration, evaluation) -> tuple[dict, str
         print(f"  {name}: batch {entry['batch_ratio']:.2f}x bare, +{entry['added_single_median_ms']:.2f} ms per input")
     text = (
         f"### Guard cost ({args.calls} single-input calls; batch = {len(batch):,} inputs, best of {args.repeats})\n\n"
-        + _markdown_table(
+        + markdown_table(
             [
                 "detector",
                 "bare median ms",

@@ -66,3 +66,9 @@ def other_cpu_load(seconds: float = 1.0) -> float | None:
 
 def default_data_dir() -> str:
     return os.environ.get("TRUSTLAB_DATA") or str(REPO.parent / "shared" / "data")
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])

@@ -15,16 +15,13 @@ import argparse
 import json
 from pathlib import Path
 
+from common import markdown_table
+
 from trustlab.capabilities import load_views
 from trustlab.core.results import Result
 from trustlab.core.views import view_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def main() -> None:
@@ -38,7 +35,7 @@ def main() -> None:
     parts = [f"# {section.title}", *[str(p) for p in section.paragraphs]]
     parts += [f"- {key}: {value}" for key, value in section.facts]
     for table in section.tables:
-        parts.append(f"## {table.caption}\n\n" + _table(table.header, table.rows))
+        parts.append(f"## {table.caption}\n\n" + markdown_table(table.header, table.rows))
     parts.append("![effects](generalisation.png)")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "generalisation.md").write_text("\n\n".join(parts) + "\n")

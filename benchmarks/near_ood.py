@@ -49,7 +49,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_data_dir, environment, log, other_cpu_load  # noqa: E402
+from common import default_data_dir, environment, log, markdown_table, other_cpu_load  # noqa: E402
 
 from trustlab.core.progress import set_quiet  # noqa: E402
 from trustlab.data import load_dataset  # noqa: E402
@@ -71,11 +71,6 @@ COMBINATIONS = (
     "fisher[energy,knn,vae:recon]",
     "fisher[msp,energy,knn,mahalanobis,vae:recon,wgan:recon]",
 )
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def groups(detectors: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -170,12 +165,12 @@ def main() -> None:
         rows.append(row)
     parts.append(
         "## Leave-one-family-out AUROC (each group's detector chosen on the other families)\n\n"
-        + _table(["family", "kind", "best generative score", "best single detector", "best combination"], rows)
+        + markdown_table(["family", "kind", "best generative score", "best single detector", "best combination"], rows)
     )
     ranked = result.ranking()
     parts.append(
         "## Every detector by its worst family (AUROC per family: its worst set)\n\n"
-        + _table(
+        + markdown_table(
             ["detector", "worst", "weakest family", *families, "false alarms (target 5%)"],
             [
                 [d, f"{result.worst_auroc(d):.4f}", result.weakest_family(d)]
@@ -187,7 +182,7 @@ def main() -> None:
     )
     parts.append(
         "## AUROC per set\n\n"
-        + _table(
+        + markdown_table(
             ["detector", *result.sets],
             [[d] + [f"{result.metrics[d][s].auroc:.4f}" for s in result.sets] for d in ranked],
         )
@@ -211,7 +206,7 @@ def main() -> None:
         )  # fmt: skip
         parts.append(
             "## Outlier exposure, leave one family out (the model never saw the family it is measured on)\n\n"
-            + _table(header, rows)
+            + markdown_table(header, rows)
         )
     cost_rows, cost = [], {}
     batch = evaluation.x
@@ -238,7 +233,7 @@ def main() -> None:
         cost_rows.append([name, f"{bare:.3f}", f"{guarded:.3f}", f"{guarded / bare:.2f}x"])
     parts.append(
         f"## Guard cost on a batch of {len(batch):,} (best of {args.repeats}; bare and guarded timed together)\n\n"
-        + _table(["guard", "bare classifier s", "guarded s", "ratio"], cost_rows)
+        + markdown_table(["guard", "bare classifier s", "guarded s", "ratio"], cost_rows)
     )
     parts.append(
         f"Versions: {json.dumps(environment(args.threads))}\n\nTotal time {time.perf_counter() - began:.0f} s."

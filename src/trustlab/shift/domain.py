@@ -37,7 +37,7 @@ from torch import nn
 from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
 from trustlab.core.results import Record, Result
-from trustlab.core.stats import wilson_interval
+from trustlab.core.stats import percentile_interval, seeds_by_examples_draws, wilson_interval
 from trustlab.models.classifier import Classifier
 from trustlab.models.training import train
 
@@ -223,16 +223,10 @@ def seeds_by_examples_interval(
     correct: np.ndarray, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of a (seeds, examples) 0/1 matrix, drawing seeds and
-    examples with replacement independently (a two-way bootstrap); vectorised over resamples."""
-    correct = np.asarray(correct, dtype=float)
-    s, n = correct.shape
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(0, s, size=(resamples, s))
-    cols = rng.integers(0, n, size=(resamples, n))
-    # mean over drawn (seed, example) cells = mean over drawn seeds of each seed's mean over drawn examples
-    per_seed = correct[:, cols].mean(2).T  # (resamples, s)
-    means = np.take_along_axis(per_seed, rows, axis=1).mean(1)
-    low, high = np.percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    examples with replacement (:func:`~trustlab.core.stats.seeds_by_examples_draws`, as the recipe study does)."""
+    matrix = np.asarray(correct, dtype=float)[:, None, :]
+    (draws,) = seeds_by_examples_draws([matrix], resamples=resamples, seed=seed)
+    low, high = percentile_interval(draws[:, 0], level)
     return (float(low), float(high))
 
 
