@@ -235,8 +235,13 @@ class PosthocDetector(Detector):
     def _score_outputs(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
         """Scores from one batch's logits and (if ``uses_features``) features."""
 
+    def _score_inputs(self, x: torch.Tensor, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """Scores of one validated batch from its logits and features; a detector that also needs the
+        inputs themselves (a combination with generative parts) overrides this."""
+        return self._score_outputs(logits, features)
+
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
-        return self._score_outputs(*self.outputs(x))
+        return self._score_inputs(x, *self.outputs(x))
 
     def score_with_logits(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and scores from one forward pass per batch (what a guarded classifier uses),
@@ -245,8 +250,9 @@ class PosthocDetector(Detector):
 
         def batch(start: int, stop: int) -> dict[str, torch.Tensor]:
             with torch.no_grad():
-                out, feats = self.outputs(x[start:stop])
-                return {"logits": out.cpu(), "score": self._score_outputs(out, feats).double().cpu()}
+                part = x[start:stop]
+                out, feats = self.outputs(part)
+                return {"logits": out.cpu(), "score": self._score_inputs(part, out, feats).double().cpu()}
 
         outputs = run_batches(batch, x.shape[0], self.batch_size, desc="scoring", show_progress=False)
         if not outputs:

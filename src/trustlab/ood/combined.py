@@ -113,6 +113,8 @@ class CombinedDetector(PosthocDetector):
             if len(layers) > 1:
                 raise InputError(f"feature components read different layers ({', '.join(sorted(layers))})")
             self.layer = next(iter(layers), None)
+            for c in posthoc:  # fitted and scored on the same layer's features
+                c.layer = self.layer
 
     @staticmethod
     def _component(spec: Any, classifier: Classifier | None) -> Detector:
@@ -195,43 +197,20 @@ class CombinedDetector(PosthocDetector):
                 columns.append(c._score_batch(x))
         return torch.stack([column.double().cpu() for column in columns], dim=1)
 
-    def component_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, K) component scores of one validated batch, post-hoc ones from one forward pass."""
-        logits, features = self.outputs(x) if self.classifier is not None else (None, None)
-        return self._columns(x, logits, features)
-
     def _combined(self, scores: torch.Tensor) -> torch.Tensor:
         p = torch.stack([conformal_p_values(ref, scores[:, k]) for k, ref in enumerate(self.references)], dim=1)
         return -torch.log10(combine_p_values(p, self.rule).clamp_min(1e-300))
 
-    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.uses_features and self._reader is None and self.layer is not None:
-            for c in self.components:  # the components read the layer the combination reads
-                if isinstance(c, PosthocDetector):
-                    c.layer = self.layer
-        return super().outputs(x)
-
     def _score_outputs(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        raise NotImplementedError  # scoring needs the inputs too: see _score_batch / score_with_logits
+        raise NotImplementedError  # a combination scores through _score_inputs, which also needs the inputs
+
+    def _score_inputs(self, x: torch.Tensor, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        return self._combined(self._columns(x, logits, features))
 
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
-        return self._combined(self.component_scores(x))
-
-    def score_with_logits(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        from trustlab.core.batching import run_batches
-
-        x = self.validate(x)
-
-        def batch(start: int, stop: int) -> dict[str, torch.Tensor]:
-            with torch.no_grad():
-                part = x[start:stop]
-                logits, features = self.outputs(part)
-                return {"logits": logits.cpu(), "score": self._combined(self._columns(part, logits, features))}
-
-        out = run_batches(batch, x.shape[0], self.batch_size, desc="scoring", show_progress=False)
-        if not out:
-            return torch.empty((0, self.classifier.num_classes)), torch.empty(0, dtype=torch.float64)
-        return out["logits"], out["score"]
+        if self.classifier is None:  # generative parts only: no forward pass of a classifier
+            return self._score_inputs(x, None, None)
+        return super()._score_batch(x)
 
 
 def parse_combination(spec: str) -> tuple[str, list[str]] | None:
