@@ -170,9 +170,9 @@ def train_and_score(
 
 
 # ------------------------------------------------------------------ the cache -----------------
-def model_key(recipe: Recipe, seed: int, train: Any, epochs: int, batch_size: int) -> str:
+def model_key(recipe: Recipe, seed: int, train_digest: str, epochs: int, batch_size: int) -> str:
     """Digest of everything that changes a trained model: the recipe's settings, the seed, the
-    schedule, the training data and the torch version."""
+    schedule, the training data (``train_digest``, its images' and labels' sha256) and the torch version."""
     key = {
         "format": CACHE_FORMAT,
         "architecture": ARCHITECTURE,
@@ -180,7 +180,7 @@ def model_key(recipe: Recipe, seed: int, train: Any, epochs: int, batch_size: in
         "seed": seed,
         "epochs": epochs,
         "batch_size": batch_size,
-        "train": _digest(train.x, train.y),
+        "train": train_digest,
         "torch": torch.__version__.split("+")[0],
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
@@ -330,11 +330,6 @@ class GeneralisationResult(Result):
         """Sets where the recipe is worse than the baseline beyond noise (the interval below 0), worst first."""
         return tuple(sorted((e for e in self.effects(row) if e.high < 0), key=lambda e: e.points))
 
-    def best(self, set_name: str) -> RecipeRow:
-        """The recipe (trained here) with the highest accuracy on ``set_name``."""
-        index = self.sets.index(set_name)
-        return max((r for r in self.rows if r.recipe != REFERENCE), key=lambda r: r.accuracy[index])
-
 
 # ------------------------------------------------------------------ the study -----------------
 def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
@@ -429,7 +424,8 @@ def generalisation_study(
         test, domain_test, corrupted_examples=corrupted_examples, seed=seed, show_progress=show_progress
     )
     tasks = [(recipe, s) for recipe in chosen for s in seeds]
-    files = [task_files(cache, r, s, model_key(r, s, train, epochs, batch_size), sets) for r, s in tasks]
+    train_digest = _digest(train.x, train.y)  # once, not per task
+    files = [task_files(cache, r, s, model_key(r, s, train_digest, epochs, batch_size), sets) for r, s in tasks]
     scores: dict[int, dict[str, torch.Tensor]] = {}
     pending: list[Shard] = []
     for index, where in enumerate(files):
