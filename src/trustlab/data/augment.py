@@ -17,19 +17,15 @@ import torch
 import torch.nn.functional as F
 
 from trustlab.core.exceptions import InputError
-from trustlab.data.corruptions import _affine_warp, gaussian_kernel
+from trustlab.data.corruptions import _affine_warp, about_centre, gaussian_kernel, shift_each
 
 
 def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator, fill: float = 0.0) -> torch.Tensor:
     """Shift each image by its own random offset in [-max_shift, max_shift] pixels, filling with ``fill``."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4, value=fill)
-    dy = torch.randint(0, 2 * max_shift + 1, (n, 1, 1), generator=generator)
-    dx = torch.randint(0, 2 * max_shift + 1, (n, 1, 1), generator=generator)
-    rows = torch.arange(h).view(1, h, 1) + dy
-    cols = torch.arange(w).view(1, 1, w) + dx
-    batch = torch.arange(n).view(n, 1, 1)
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+    n = x.shape[0]
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    return shift_each(x, max_shift - dx, max_shift - dy, fill)
 
 
 def rotation_matrices(degrees: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -37,13 +33,10 @@ def rotation_matrices(degrees: torch.Tensor, h: int, w: int) -> torch.Tensor:
     ``degrees`` (counter-clockwise as displayed, rows pointing down) about its centre."""
     theta = torch.deg2rad(degrees.to(torch.float64))
     cos, sin = torch.cos(theta), torch.sin(theta)
-    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
     # output (c, r) samples input R^-1 ((c, r) - centre) + centre; with rows down, a displayed
     # counter-clockwise turn by theta is the matrix [[cos, sin], [-sin, cos]] on (c, r), whose inverse follows
     linear = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-    centre = torch.tensor([cx, cy], dtype=torch.float64)
-    offset = centre - linear @ centre
-    return torch.cat([linear, offset[..., None]], dim=-1)
+    return about_centre(linear, h, w)
 
 
 def random_rotate(x: torch.Tensor, max_degrees: float, generator: torch.Generator) -> torch.Tensor:

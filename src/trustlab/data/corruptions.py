@@ -168,6 +168,27 @@ def shift(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     return out
 
 
+def shift_each(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+    """Move each image (N, C, H, W) by its own whole-pixel offset, ``dx[i]`` right and ``dy[i]`` down
+    (integer tensors of length N; negative: left / up), uncovered pixels set to ``fill``: one gather
+    over the batch. Inputs are not checked (callers have)."""
+    n, c, h, w = x.shape
+    rows = torch.arange(h, device=x.device).view(1, h, 1) - dy.to(x.device).view(n, 1, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w) - dx.to(x.device).view(n, 1, 1)
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    index = (rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)).view(n, 1, h * w).expand(n, c, h * w)
+    moved = x.reshape(n, c, h * w).gather(2, index).view(n, c, h, w)
+    return torch.where(inside.unsqueeze(1), moved, fill)
+
+
+def about_centre(linear: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(N, 2, 3) maps for :func:`affine_warp` from (N, 2, 2) linear parts (column, row coordinates),
+    translated so that the image centre ((w - 1) / 2, (h - 1) / 2) stays where it is."""
+    centre = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0], dtype=linear.dtype, device=linear.device)
+    offset = centre - linear @ centre
+    return torch.cat((linear, offset[..., None]), dim=-1)
+
+
 CORRUPTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "rotate90": partial(rotate, degrees=ROTATE_DEGREES),
     "invert": invert,

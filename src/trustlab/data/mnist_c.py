@@ -88,15 +88,16 @@ from trustlab.data.corruptions import (
     BOUNDS_TOLERANCE,
     _affine_warp,  # affine_warp without re-checking images checked here
     _compute_dtype,
+    about_centre,
     check_images,
     correlation_matrix,
     gaussian_filter,
+    shift_each,
     truncated_gaussian_kernel,
 )
 from trustlab.data.paths import default_cache_dir
 
 SIZE = 28
-CENTRE = (SIZE - 1) / 2  # 13.5: MNIST-C's affine corruptions keep this point fixed
 RNG_BLOCK = 64  # images per random-number block (one torch generator each)
 CACHE_FORMAT = 1  # bump when any corruption's output changes, so old caches are not reused
 
@@ -423,15 +424,8 @@ def motion_blur(x: torch.Tensor, *, seed: int, severity: int = 1, start: int = 0
 # ---------------------------------------------------------------- affine ------------------------------------
 
 
-def _about_centre(linear: torch.Tensor) -> torch.Tensor:
-    """(N, 2, 3) maps from (N, 2, 2) linear parts, translated so that (13.5, 13.5) stays fixed."""
-    centre = torch.full((2,), CENTRE, dtype=linear.dtype)
-    offset = centre - linear @ centre
-    return torch.cat((linear, offset[..., None]), dim=-1)
-
-
 def _warp(x: torch.Tensor, linear: torch.Tensor) -> torch.Tensor:
-    return _affine_warp(x, _about_centre(linear).to(x.device))
+    return _affine_warp(x, about_centre(linear, SIZE, SIZE).to(x.device))
 
 
 def shear(x: torch.Tensor, *, seed: int, severity: int = 2, start: int = 0) -> torch.Tensor:
@@ -476,27 +470,12 @@ def translate(x: torch.Tensor, *, seed: int, severity: int = 3, start: int = 0) 
     """Shift by +-1 ... 5 px (MNIST-C: 3) horizontally and vertically, independent random signs; zero fill.
 
     The shifts are whole pixels, so the bilinear warp MNIST-C uses copies pixels exactly: done here as
-    one slice copy per sign pair (four), not a resampling."""
+    one gather over the batch, not a resampling."""
     x = _check_x(x)
     seed, start = _check_int(seed, "seed"), _check_int(start, "start")
     severity = _check_severity("translate", severity)
     p = _parameters("translate", x.shape[0], seed, start, severity)
-    pixels = TRANSLATE[severity - 1]
-    out = torch.zeros_like(x)
-    right, down = p["shift_x"] > 0, p["shift_y"] > 0
-    for sx, sy in ((False, False), (False, True), (True, False), (True, True)):
-        index = ((right == sx) & (down == sy)).nonzero().squeeze(1).to(x.device)
-        if not len(index):
-            continue
-        part = x.index_select(0, index)
-        moved = torch.zeros_like(part)
-        rows_out = slice(pixels, SIZE) if sy else slice(0, SIZE - pixels)
-        rows_in = slice(0, SIZE - pixels) if sy else slice(pixels, SIZE)
-        cols_out = slice(pixels, SIZE) if sx else slice(0, SIZE - pixels)
-        cols_in = slice(0, SIZE - pixels) if sx else slice(pixels, SIZE)
-        moved[..., rows_out, cols_out] = part[..., rows_in, cols_in]
-        out.index_copy_(0, index, moved)
-    return out
+    return shift_each(x, p["shift_x"].to(torch.int64), p["shift_y"].to(torch.int64))
 
 
 # ---------------------------------------------------------------- intensity ---------------------------------

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from trustlab.core.exceptions import InputError
-from trustlab.data.corruptions import _affine_warp, check_images
+from trustlab.data.corruptions import _affine_warp, about_centre, check_images, shift_each
 
 SIZE, BOX = 28, 20
 FLIP_MIRROR_CLASSES = (2, 3, 4, 5, 6, 7, 9)
@@ -78,18 +78,13 @@ def _generator(seed: int) -> torch.Generator:
 def centre_by_mass(x: torch.Tensor) -> torch.Tensor:
     """Move each image (N, 1, H, W) by whole pixels so its centre of mass lands in the middle (MNIST's
     rule); ink shifted past the border is lost, empty images stay empty."""
-    n, _, h, w = x.shape
+    _, _, h, w = x.shape
     mass = x.sum(dim=(1, 2, 3)).clamp_min(1e-12)
     rows = (x.sum(dim=(1, 3)) * torch.arange(h, dtype=x.dtype)).sum(1) / mass
     cols = (x.sum(dim=(1, 2)) * torch.arange(w, dtype=x.dtype)).sum(1) / mass
     dy = torch.round((h - 1) / 2 - rows).to(torch.int64)
     dx = torch.round((w - 1) / 2 - cols).to(torch.int64)
-    src_r = torch.arange(h).view(1, h, 1) - dy.view(n, 1, 1)
-    src_c = torch.arange(w).view(1, 1, w) - dx.view(n, 1, 1)
-    inside = (src_r >= 0) & (src_r < h) & (src_c >= 0) & (src_c < w)
-    batch = torch.arange(n).view(n, 1, 1)
-    out = x[:, 0][batch, src_r.clamp(0, h - 1), src_c.clamp(0, w - 1)] * inside
-    return out.unsqueeze(1)
+    return shift_each(x, dx, dy)
 
 
 def _pen_width(glyph: np.ndarray, width: float = MNIST_PEN) -> np.ndarray:
@@ -171,10 +166,7 @@ def _jitter(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         torch.stack([torch.stack([cos, -sin + shear * cos], -1), torch.stack([sin, cos + shear * sin], -1)], -2)
         * scale[:, None, None]
     )
-    linear = torch.linalg.inv(forward)
-    centre = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0], dtype=torch.float64)
-    offset = centre - linear @ centre
-    return _affine_warp(x, torch.cat([linear, offset[..., None]], -1))
+    return _affine_warp(x, about_centre(torch.linalg.inv(forward), h, w))
 
 
 def _drawn_glyphs(kind: str, n: int, seed: int) -> torch.Tensor:
