@@ -22,13 +22,14 @@ from trustlab.ood.generative.vae import VAEDetector
 DEFAULT_PERTURB_RATE = 0.2
 
 
-def _vae(spec: Any, **defaults: Any) -> VAEDetector:
+def _vae(spec: Any, **new: Any) -> VAEDetector:
+    """A VAE detector: as given, rebuilt from a stored spec (its own settings), or new with ``new``."""
     if isinstance(spec, VAEDetector):
         return spec
     if isinstance(spec, dict) and spec.get("name") == "vae":
-        return detector_class("vae")(**{**spec.get("config", {}), **defaults})
+        return detector_class("vae")(**spec.get("config", {}))
     if spec is None:
-        return VAEDetector(**defaults)
+        return VAEDetector(**new)
     raise InputError(f"the likelihood ratio's models must be VAE detectors, got {type(spec).__name__}")
 
 
@@ -47,12 +48,9 @@ class LikelihoodRatio(Detector):
         batch_size: int = 256,
     ) -> None:
         super().__init__(batch_size=batch_size)
-        self.foreground = _vae(foreground, score="nelbo")
-        self.background = _vae(background, score="nelbo", perturb_rate=perturb_rate)
-        if self.foreground.score_kind != "nelbo":
-            self.foreground = self.foreground.rescored("nelbo")
-        if self.background.score_kind != "nelbo":
-            self.background = self.background.rescored("nelbo")
+        # both scored by their negative ELBO, whatever score they were stored or built with
+        self.foreground = _vae(foreground).rescored("nelbo")
+        self.background = _vae(background, perturb_rate=perturb_rate).rescored("nelbo")
 
     def config(self) -> dict[str, Any]:
         return {
