@@ -133,8 +133,8 @@ def _font_path(name: str) -> str:
 
 @lru_cache(maxsize=2)
 def glyph_prototypes(kind: str) -> torch.Tensor:
-    """Every (character, font, stroke width) of ``kind`` ("letters" or "symbols") rendered and
-    prepared like an MNIST digit: (P, 1, 28, 28) float32 in [0, 1]. Fonts that lack a character (it
+    """Every (character, font) of ``kind`` ("letters" or "symbols") rendered and prepared like an
+    MNIST digit: (P, 1, 28, 28) float32 in [0, 1]. Fonts that lack a character (it
     renders empty or as the same box as a missing glyph) are skipped."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -144,7 +144,8 @@ def glyph_prototypes(kind: str) -> torch.Tensor:
         font = ImageFont.truetype(_font_path(font_name), RENDER_SIZE)
         missing = font.getmask("\ufffe").getbbox()  # what this font draws for a character it lacks
         for char in chars:
-            if font.getmask(char).getbbox() in (None, missing) and missing is not None:
+            drawn = font.getmask(char).getbbox()
+            if drawn is None or drawn == missing:
                 continue
             canvas = Image.new("L", (CANVAS, CANVAS), 0)
             ImageDraw.Draw(canvas).text((CANVAS // 2, CANVAS // 2), char, fill=255, font=font, anchor="mm")
