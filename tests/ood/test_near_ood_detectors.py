@@ -94,3 +94,38 @@ def test_cli_train_with_outlier_exposure(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", "--dataset", "mnist", "--split", "sample", "--outlier-exposure", "emoji",
                            "--out", tmp_path / "e.safetensors")  # fmt: skip
     assert_one_line_error(code, err, "unknown outlier family")
+
+
+def _linear_wgan(inverter, **kw):
+    """A WGAN detector whose generator is a hand-built linear map G(z) = A z (orthonormal columns)."""
+    from torch import nn
+
+    from trustlab.ood.generative import WGANInverter
+
+    basis = torch.linalg.qr(torch.randn(784, 4, generator=torch.Generator().manual_seed(0))).Q
+    generator = nn.Sequential(nn.Linear(4, 784, bias=False), nn.Unflatten(1, (1, 28, 28)))
+    generator[0].weight.data = basis
+    detector = WGANInverter(latent_dim=4, score="regret", **kw)
+    detector.set_fitted((1, 28, 28), (0.0, 1.0))
+    detector.generator_, detector.inverter_ = generator, inverter(basis)
+    return detector, basis
+
+
+def test_wgan_regret_is_zero_for_an_optimal_inverter_and_the_whole_error_for_a_blind_one():
+    """Least squares by hand: with the inverter A^T x (the optimum for a linear generator) nothing is
+    left to gain; with an inverter answering 0, an image G(z) is drawn exactly after optimising, so
+    the regret is its whole squared error ||A z||^2 = ||z||^2."""
+
+    def optimal(basis):
+        return lambda x: x.flatten(1) @ basis
+
+    def blind(basis):
+        return lambda x: torch.zeros(x.shape[0], 4)
+
+    z = 0.05 * torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    detector, basis = _linear_wgan(optimal)
+    images = (z @ basis.T).reshape(6, 1, 28, 28) + 0.1  # off the generator's range: a residual remains
+    assert torch.allclose(detector._score_batch(images), torch.zeros(6), atol=1e-4)
+    detector, basis = _linear_wgan(blind, regret_steps=400, regret_learning_rate=0.01)
+    drawn = (z @ basis.T).reshape(6, 1, 28, 28)
+    assert torch.allclose(detector._score_batch(drawn), z.square().sum(dim=1), rtol=1e-2, atol=1e-5)

@@ -34,7 +34,8 @@ def features_unavailable(classifier: Classifier) -> str | None:
     return None
 
 
-EXPENSIVE = ("vae:regret",)  # ~30 decoder passes forward and back per input: ask for it by name
+# ~30 decoder (generator) passes forward and back per input: asked for by name, not run by default
+EXPENSIVE = ("vae:regret", "wgan:regret")
 
 
 def default_detectors(classifier: Classifier) -> tuple[str, ...]:

@@ -41,6 +41,7 @@ GENERATIVE = (
     "vae:nelbo+ic1",
     "wgan:delta_z",
     "wgan:recon",
+    "wgan:regret",
     "wgan:delta_z+ic",
     "wgan:recon+ic",
 )

@@ -34,6 +34,7 @@ from torch import nn
 from trustlab.core.exceptions import InputError
 from trustlab.core.progress import progress
 from trustlab.ood.base import MultiScoreDetector, require_positive_ints
+from trustlab.ood.generative.latent import lowest_loss
 
 LN2 = math.log(2.0)
 
@@ -207,15 +208,11 @@ class VAEDetector(MultiScoreDetector):
 
     def _optimised_nelbo(self, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """The lowest negative ELBO (nats) over the latent mean found in ``regret_steps`` Adam steps
-        from the encoder's, each input on its own (the summed loss separates)."""
-        latent = mean.detach().clone().requires_grad_(True)
+        from the encoder's, the encoder's variance kept."""
         logvar = logvar.detach()
-        optimiser = torch.optim.Adam([latent], lr=self.regret_learning_rate)
-        best = torch.full((x.shape[0],), math.inf, dtype=x.dtype)
-        with torch.enable_grad():
-            for _ in range(self.regret_steps + 1):
-                loss = _bce_per_image(self.module_.decode(latent), x) + _kl_per_image(latent, logvar)
-                best = torch.minimum(best, loss.detach())
-                (latent.grad,) = torch.autograd.grad(loss.sum(), [latent])  # the latent only, not the weights
-                optimiser.step()
-        return best
+        return lowest_loss(
+            lambda latent: _bce_per_image(self.module_.decode(latent), x) + _kl_per_image(latent, logvar),
+            mean,
+            steps=self.regret_steps,
+            learning_rate=self.regret_learning_rate,
+        )
