@@ -20,7 +20,9 @@ What it compares (all on the natural reference MNIST CNN unless said otherwise)
 --------------------------------------------------------------------------------
 ``fgsm-min-eps``
     Per-example minimal L-inf epsilon under FGSM on the 10,000-image test split, eps_max 0.5,
-    tolerance 1/512: trustlab's batched bisection (``minimal_eps(attack="fgsm")``); the
+    tolerance 1/512: trustlab's batched bisection (``minimal_eps(attack="fgsm",
+    root_finder="bisection")``, the reference search; the default root finder is compared with it in
+    ``benchmarks/fgsm_root.py``); the
     one-example-at-a-time bisection loop of the published study (timed on a subset, scaled);
     ART's ``FastGradientMethod(minimal=True)`` (a linear scan in steps of 1/512; time-boxed and
     scaled if it would run past ``--art-budget`` seconds); Captum's ``MinParamPerturbation`` in
@@ -357,13 +359,9 @@ def art_classifier(subject: Subject) -> Any:
 
 # ============================================================================= fgsm-min-eps =====
 def fgsm_trustlab(subject: Subject, x: torch.Tensor, y: torch.Tensor) -> Measured:
-    minimal_eps(
-        subject.counted, x[:WARMUP_N], y[:WARMUP_N], attack="fgsm", eps_max=EPS_MAX, tol=TOL, show_progress=False
-    )
-    return measure(
-        subject.counter,
-        lambda: minimal_eps(subject.counted, x, y, attack="fgsm", eps_max=EPS_MAX, tol=TOL, show_progress=False),
-    )
+    options = {"attack": "fgsm", "eps_max": EPS_MAX, "tol": TOL, "show_progress": False, "root_finder": "bisection"}
+    minimal_eps(subject.counted, x[:WARMUP_N], y[:WARMUP_N], **options)
+    return measure(subject.counter, lambda: minimal_eps(subject.counted, x, y, **options))
 
 
 def bisection_one_at_a_time(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -451,7 +449,8 @@ def fgsm_captum(subject: Subject, x: torch.Tensor, y: torch.Tensor) -> Measured:
 
 
 def fgsm_floor_pass(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
-    """The least work any FGSM bisection must do: 1 gradient + 8 batched forwards per example."""
+    """The least work any FGSM bisection must do: 1 gradient + 8 batched forwards per example (the
+    root finder of ``benchmarks/fgsm_root.py`` does less: it uses the margin values)."""
     rounds = math.ceil(math.log2(EPS_MAX / TOL))
     for part in chunks(x.shape[0]):
         xb, yb = x[part], y[part]

@@ -1,19 +1,39 @@
-"""Per-example minimal epsilon: batched bisection over a per-example epsilon tensor.
+"""Per-example minimal epsilon: a batched search over a per-example epsilon tensor.
 
 For every example the search returns the smallest budget (to tolerance ``tol``) at which the
-attack flips its prediction, with the bracket ``(lower, upper]`` that proves it:
+attack flips its prediction, with the bracket ``(lower, upper]`` that proves it: correct at
+``lower`` (or lower = 0), flipped at ``upper`` (by ``attack.is_adversarial``), width <= tol:
 
 * examples misclassified before any perturbation get eps* = 0 (``clean_wrong``);
 * examples not flipped at ``eps_max`` are ``censored`` (eps* = inf), never dropped;
 * examples are frozen as soon as their bracket is within ``tol``.
 
 FGSM takes a fast path: its direction does not depend on eps, so one gradient per example is
-computed and every bisection round is a forward pass only (the floor of the method: one
-forward+backward plus ceil(log2(eps_max / tol)) forwards, plus one check at eps_max). That
-final check also detects *non-monotonic* examples: flipped at some eps but correct again at
-eps_max. Other fixed-budget attacks (PGD, APGD, Square) are re-run per round on the active
-examples, warm-started from each example's last successful adversarial; minimum-norm attacks
-(FMN) are run once and their norms are eps*.
+computed and every later step is a forward pass only. Along that ray the margin
+m(eps) = max_{j != y} z_j - z_y at clip(x + eps * direction) is a function of one variable, and
+``root_finder`` says how its sign change is located:
+
+* ``"quadratic"`` (default): eps_max is checked first; for examples flipped there, [0, eps_max]
+  brackets a sign change (m(0) comes with the gradient) and a bracketed interpolation uses the
+  margin *values*: the root of the quadratic through both bracket ends and the end replaced
+  last (the secant in the first round), kept at least tol inside the bracket so that it closes
+  on both sides, with midpoints for the last step and after ceil(log2(eps_max / tol))
+  interpolation rounds, so at most twice bisection's rounds whatever the margin does
+  (:func:`_bracketed_quadratic`). The values only place points; flips are always decided by
+  ``attack.is_adversarial``, so ties go where argmax puts them. Examples *not* flipped at
+  eps_max have no sign change to follow and are bisected exactly as below: they get the same
+  bracket and flags as with ``"bisection"``. On the MNIST reference CNNs this takes about 35%
+  fewer forward passes (see ``benchmarks/fgsm_root.py``);
+* ``"bisection"`` (the reference): ceil(log2(eps_max / tol)) forward passes per example, then
+  one check at eps_max.
+
+Flags are the same for both: ``censored`` = not flipped at eps_max nor at any bisection
+midpoint; ``nonmonotonic`` = flipped at some evaluated eps but correct again at eps_max. An
+example flipped at eps_max whose margin crosses zero more than once is not flagged by either;
+both return a valid bracket, possibly around different crossings. Other fixed-budget attacks
+(PGD, APGD, Square) are re-run per bisection round on the active examples, warm-started from
+each example's last successful adversarial (``root_finder`` does not apply: their success is
+only a yes/no); minimum-norm attacks (FMN) are run once and their norms are eps*.
 """
 
 from __future__ import annotations
@@ -29,8 +49,11 @@ from trustlab.core.batching import BatchCheckpoint, run_batches
 from trustlab.core.exceptions import InputError
 from trustlab.models.classifier import Classifier
 from trustlab.robustness.attacks import FGSM, Attack, make_attack
-from trustlab.robustness.attacks.base import BatchContext, Counter, expand, parse_mask
+from trustlab.robustness.attacks.base import BatchContext, Counter, expand, margin, parse_mask
 from trustlab.robustness.evaluate import check_eps
+
+ROOT_FINDERS = ("quadratic", "bisection")
+ERR_ROOT_FINDER = "root_finder must be one of {choices}, got {got!r}"
 
 
 @dataclass(frozen=True)
@@ -81,13 +104,18 @@ def minimal_eps(
     mask: Any = None,
     checkpoint: BatchCheckpoint | None = None,
     show_progress: bool = True,
+    root_finder: str = "quadratic",
 ) -> MinimalEps:
     """Smallest eps flipping each example under ``attack`` (see module docstring).
 
+    ``root_finder`` ("quadratic" or the reference "bisection") chooses how fixed-direction
+    attacks (FGSM) search along their ray; other attacks ignore it.
     ``mask`` restricts the perturbation to some pixels (broadcastable to ``x``). With a
     ``checkpoint`` the search resumes from the last completed batch. ``eps_max`` above the input
     range (see :func:`~trustlab.robustness.evaluate.check_eps`) is refused before any attack runs.
     """
+    if root_finder not in ROOT_FINDERS:
+        raise InputError(ERR_ROOT_FINDER.format(choices=", ".join(ROOT_FINDERS), got=root_finder))
     attack = _resolve_attack(attack)
     if not (eps_max > 0 and math.isfinite(eps_max)) or not tol > 0:
         raise InputError(f"eps_max and tol must be positive and finite, got {eps_max} and {tol}")
@@ -107,7 +135,7 @@ def minimal_eps(
         if batch_mask is not None:
             batch_mask = batch_mask.to(model.device)
         if attack.fixed_direction:
-            out = _direction_bisection(model, attack, xb, yb, batch_mask, eps_max, tol, counter)
+            out = _direction_search(model, attack, xb, yb, batch_mask, eps_max, tol, counter, root_finder)
         elif not attack.needs_eps:
             out = _minimum_norm(model, attack, xb, yb, batch_mask, eps_max, counter)
         else:
@@ -155,8 +183,15 @@ def _bounded(model: Classifier, x: torch.Tensor) -> torch.Tensor:
     return x if model.bounds is None else x.clamp(model.bounds[0], model.bounds[1])
 
 
-def _direction_bisection(model, attack: Attack, x, y, mask, eps_max, tol, counter) -> dict[str, torch.Tensor]:
-    """One gradient, then forward passes only: the attack's point at eps is clip(x + eps * direction)."""
+def _direction_search(
+    model, attack: Attack, x, y, mask, eps_max, tol, counter, root_finder: str
+) -> dict[str, torch.Tensor]:
+    """One gradient, then forward passes only: the attack's point at eps is clip(x + eps * direction).
+
+    ``root_finder`` "bisection" bisects every example on [0, eps_max] and checks eps_max last;
+    "quadratic" checks eps_max first, runs :func:`_bracketed_quadratic` on the examples flipped there and
+    :func:`_bisect` (the reference, unchanged) on the others.
+    """
     ctx = BatchContext(
         model=model,
         x=x,
@@ -169,30 +204,35 @@ def _direction_bisection(model, attack: Attack, x, y, mask, eps_max, tol, counte
     )
     with torch.enable_grad():
         direction, clean_logits = attack.direction(ctx, x)
+
+    def evaluate(rows: torch.Tensor | None, eps: torch.Tensor) -> torch.Tensor:
+        """Logits at clip(x + eps * direction) for ``rows`` (None: every row); ``eps`` per row."""
+        if rows is None:
+            return attack.logits(ctx, _bounded(model, x + expand(eps, x) * direction))
+        xr = x[rows]
+        return attack.logits(ctx, _bounded(model, xr + expand(eps, xr) * direction[rows]))
+
     clean_wrong = attack.is_adversarial(clean_logits, y)
     lower = torch.zeros(x.shape[0], device=x.device)
     upper = torch.full_like(lower, eps_max)
+    at_max = torch.zeros_like(clean_wrong)
     flipped_somewhere = torch.zeros_like(clean_wrong)
-    active = ~clean_wrong
     with torch.no_grad():
-        while active.any():
-            rows = torch.nonzero(active).squeeze(1) if not active.all() else None
-            mid = (lower + upper) / 2
-            if rows is None:
-                flip = attack.is_adversarial(attack.logits(ctx, _bounded(model, x + expand(mid, x) * direction)), y)
-            else:
-                candidates = _bounded(model, x[rows] + expand(mid[rows], x[rows]) * direction[rows])
-                flip = torch.zeros_like(active)
-                flip[rows] = attack.is_adversarial(attack.logits(ctx, candidates), y[rows])
-            upper = torch.where(active & flip, mid, upper)
-            lower = torch.where(active & ~flip, mid, lower)
-            flipped_somewhere |= active & flip
-            active = active & (upper - lower > tol)
-        rows = torch.nonzero(~clean_wrong).squeeze(1)
-        at_max = torch.zeros_like(clean_wrong)
-        if rows.numel():
-            final = _bounded(model, x[rows] + eps_max * direction[rows])
-            at_max[rows] = attack.is_adversarial(attack.logits(ctx, final), y[rows])
+        if root_finder == "bisection":
+            flipped_somewhere = _bisect(attack, evaluate, y, lower, upper, ~clean_wrong, tol)
+            rows = torch.nonzero(~clean_wrong).squeeze(1)
+            if rows.numel():
+                at_max[rows] = attack.is_adversarial(evaluate(rows, upper.new_full((rows.numel(),), eps_max)), y[rows])
+        else:  # quadratic
+            rows = torch.nonzero(~clean_wrong).squeeze(1)
+            value_max = torch.zeros_like(lower, dtype=torch.float64)
+            if rows.numel():
+                logits = evaluate(rows, upper.new_full((rows.numel(),), eps_max))
+                at_max[rows] = attack.is_adversarial(logits, y[rows])
+                value_max[rows] = _flip_value(attack, logits, y[rows])
+            value_clean = _flip_value(attack, clean_logits, y)
+            _bracketed_quadratic(attack, evaluate, y, lower, upper, value_clean, value_max, at_max, tol, eps_max)
+            flipped_somewhere = at_max | _bisect(attack, evaluate, y, lower, upper, ~clean_wrong & ~at_max, tol)
     censored = ~clean_wrong & ~flipped_somewhere & ~at_max
     nonmonotonic = flipped_somewhere & ~at_max
     return {
@@ -202,6 +242,110 @@ def _direction_bisection(model, attack: Attack, x, y, mask, eps_max, tol, counte
         "censored": censored,
         "nonmonotonic": nonmonotonic,
     }
+
+
+def _flip_value(attack: Attack, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A continuous value that is >= 0 where ``attack.is_adversarial`` holds and <= 0 where it does
+    not (ties, 0, go either way, as argmax breaks them): the margin max_{j != y} z_j - z_y, negated
+    for a targeted attack (then ``y`` is the target). It only places the next point; flips are
+    decided by ``is_adversarial``."""
+    value = margin(logits, y).to(torch.float64)
+    return -value if attack.targeted else value
+
+
+def _bisect(attack: Attack, evaluate, y, lower, upper, active, tol) -> torch.Tensor:
+    """Bisection of the brackets (lower, upper] of ``active`` rows in place, until width <= tol.
+
+    Returns which rows flipped at some evaluated midpoint.
+    """
+    flipped_somewhere = torch.zeros_like(active)
+    active = active.clone()
+    while active.any():
+        rows = torch.nonzero(active).squeeze(1) if not active.all() else None
+        mid = (lower + upper) / 2
+        if rows is None:
+            flip = attack.is_adversarial(evaluate(None, mid), y)
+        else:
+            flip = torch.zeros_like(active)
+            flip[rows] = attack.is_adversarial(evaluate(rows, mid[rows]), y[rows])
+        upper.copy_(torch.where(active & flip, mid, upper))
+        lower.copy_(torch.where(active & ~flip, mid, lower))
+        flipped_somewhere |= active & flip
+        active &= upper - lower > tol
+    return flipped_somewhere
+
+
+def _bracketed_quadratic(
+    attack: Attack, evaluate, y, lower, upper, value_lower, value_upper, active, tol, eps_max
+) -> None:
+    """Shrink the brackets (lower, upper] of ``active`` rows in place to width <= tol.
+
+    Invariant: correct at ``lower`` (or lower = 0) and flipped at ``upper``, by
+    ``attack.is_adversarial``; ``value_lower`` <= 0 <= ``value_upper`` are the flip values there
+    (see :func:`_flip_value`). Each round evaluates one point per active row and moves one end
+    to it. The point is
+
+    * the root inside the bracket of the quadratic through both ends and the end replaced last
+      (the first round, with two points only: the false-position point, i.e. the secant);
+      with a sign change between the ends that quadratic has exactly one root there. If it has
+      none (rounding), the false-position point is used;
+    * kept at least tol inside both ends, so an estimate within tol of an end tests that end
+      +- tol, which closes the bracket when the estimate is right, and every round shrinks the
+      bracket by at least tol;
+    * the midpoint once the bracket is within 2 tol (closes it), and after ``rounds`` =
+      ceil(log2(eps_max / tol)) interpolation rounds (what bisection needs), so at most 2 ceil(log2(eps_max / tol))
+      rounds whatever the margin does.
+    """
+    rounds = max(1, math.ceil(math.log2(eps_max / tol)))
+    value_lower = value_lower.clamp(max=0.0)  # ties count on the side is_adversarial put them
+    value_upper = value_upper.clamp(min=0.0)
+    third = torch.full_like(value_lower, math.nan)  # the end replaced last (x, value); nan: none yet
+    third_value = torch.full_like(value_lower, math.nan)
+    active = active & (upper - lower > tol)
+    done = 0
+    while active.any():
+        rows = torch.nonzero(active).squeeze(1)
+        a, b = lower[rows], upper[rows]
+        fa, fb = value_lower[rows], value_upper[rows]
+        width = b - a
+        guess = _quadratic_root(a.double(), b.double(), fa, fb, third[rows], third_value[rows]).to(a.dtype)
+        point = guess.clamp(min=a + tol, max=b - tol)
+        bisect = (width <= 2 * tol) | ~torch.isfinite(guess) | (done >= rounds)
+        point = torch.where(bisect, (a + b) / 2, point)
+        logits = evaluate(rows, point)
+        flip = attack.is_adversarial(logits, y[rows])
+        value = _flip_value(attack, logits, y[rows])
+        third[rows] = torch.where(flip, b, a).double()
+        third_value[rows] = torch.where(flip, fb, fa)
+        value_lower[rows] = torch.where(flip, fa, value.clamp(max=0.0))
+        value_upper[rows] = torch.where(flip, value.clamp(min=0.0), fb)
+        lower[rows] = torch.where(flip, a, point)
+        upper[rows] = torch.where(flip, point, b)
+        active[rows] = upper[rows] - lower[rows] > tol
+        done += 1
+
+
+def _quadratic_root(a, b, fa, fb, t, ft) -> torch.Tensor:
+    """Root in [a, b] of the quadratic through (a, fa), (b, fb), (t, ft), where fa <= 0 <= fb;
+    the secant's root where t is nan or the three points are collinear; nan where neither lies
+    in [a, b] (both values 0, rounding). The caller keeps the point tol inside the bracket."""
+    width = b - a
+    slope = (fb - fa) / width
+    curve = ((ft - fa) / (t - a) - slope) / (t - b)  # second divided difference
+    curve = torch.where(torch.isfinite(curve), curve, torch.zeros_like(curve))
+    # q(u) = curve u^2 + (slope - curve width) u + fa, u = e - a; stable roots C/q and q/A
+    big_b = slope - curve * width
+    disc = (big_b * big_b - 4 * curve * fa).clamp(min=0.0)
+    q = -0.5 * (big_b + torch.copysign(disc.sqrt(), big_b))
+    first, second = fa / q, q / curve
+    secant = -fa / slope
+
+    def inside(u: torch.Tensor) -> torch.Tensor:  # the ends count: the caller moves points tol inside
+        return torch.isfinite(u) & (u >= 0) & (u <= width)
+
+    u = torch.where(inside(first), first, torch.where(inside(second), second, secant))
+    u = torch.where(inside(u), u, torch.full_like(u, math.nan))
+    return a + u
 
 
 def _clean_wrong(model, attack: Attack, x, y, counter) -> torch.Tensor:
