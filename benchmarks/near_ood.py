@@ -69,6 +69,8 @@ COMBINATIONS = (
     "simes[energy,knn,mahalanobis,vae:recon]",
     "bonferroni[energy,knn,vae:recon]",
     "fisher[energy,knn,vae:recon]",
+    "fisher[msp,energy,knn,vae:recon]",
+    "fisher[energy,knn,vae:recon,vae:regret]",
     "fisher[msp,energy,knn,mahalanobis,vae:recon,wgan:recon]",
 )
 
