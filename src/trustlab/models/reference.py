@@ -19,9 +19,17 @@ REFERENCE_MODELS = {
     "mnist_cnn_robust": (
         "MNIST CNN adversarially trained (PGD-7, eps 0.3) on the same sample (scripts/train_robust_cnn.py)"
     ),
+    "mnist_cnn_certified": (
+        "MNIST CNN trained with interval bound propagation (IBP, train eps 0.4 for test eps 0.3) on the same "
+        "sample (scripts/train_certified_cnn.py)"
+    ),
     "mnist_cnn_oe": (
         "MNIST CNN trained with outlier exposure to synthetic near-OOD digits on the same sample "
         "(scripts/train_oe_cnn.py)"
+    ),
+    "mnist_cnn_noise": (
+        "MNIST CNN trained under Gaussian noise (sigma 0.25, unclipped) on the same sample, the base "
+        "classifier for randomised smoothing (scripts/train_smoothing_cnn.py)"
     ),
 }
 

@@ -46,6 +46,11 @@ class TrainingResult(Result):
     loss_name: str = "cross_entropy"
     augmentation: str = "none"  # Augmentation.describe() of the batch augmentations beyond augment_shift
     outliers: int = 0  # inputs of the outlier-exposure pool (0: none)
+    certifier: str | None = None  # repr of the bound method of certified training (None: not certified)
+    certified_eps: float = 0.0
+    certified_warmup_epochs: int = 0
+    certified_ramp_epochs: int = 0
+    certified_kappa: float = 1.0  # final weight of the clean loss (Gowal et al.'s kappa)
 
 
 OPTIMISERS = {
@@ -78,6 +83,28 @@ def loss_function(loss: str, *, label_smoothing: float = 0.0, focal_gamma: float
             raise InputError("label_smoothing applies to the cross-entropy loss only")
         return lambda logits, labels: focal_loss(logits, labels, focal_gamma)
     return lambda logits, labels: F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+
+def _check_certified(certifier: Any, eps: float, warmup: int, ramp: int, kappa: float) -> None:
+    """Validate the certified-training settings (see :func:`train`)."""
+    if certifier is None:
+        if eps:
+            raise InputError(
+                "certified_eps needs a certifier, e.g. certifier=trustlab.robustness.bounds.IntervalCertifier()"
+            )
+        return
+    if not callable(getattr(certifier, "worst_case_logits", None)):
+        raise InputError(
+            f"certifier must have a worst_case_logits(classifier, x, y, eps) method, got {type(certifier).__name__}"
+        )
+    if not (isinstance(eps, int | float) and math.isfinite(eps) and eps > 0):
+        raise InputError(f"certified_eps must be positive with a certifier, got {eps!r}")
+    if not (isinstance(warmup, int) and warmup >= 0 and isinstance(ramp, int) and ramp >= 0):
+        raise InputError(
+            f"certified_warmup_epochs and certified_ramp_epochs must be integers >= 0, got {warmup!r} and {ramp!r}"
+        )
+    if not 0.0 <= kappa <= 1.0:
+        raise InputError(f"certified_kappa must lie in [0, 1], got {kappa!r}")
 
 
 def classifier_for(
@@ -136,6 +163,11 @@ def train(
     augment: Augmentation | None = None,
     outliers: Any = None,
     outlier_weight: float = 0.5,
+    certifier: Any = None,
+    certified_eps: float = 0.0,
+    certified_warmup_epochs: int = 0,
+    certified_ramp_epochs: int = 0,
+    certified_kappa: float = 0.5,
     dataset_name: str = "",
     show_progress: bool = True,
 ) -> TrainingResult:
@@ -153,6 +185,15 @@ def train(
     ``outliers``: inputs that are no class (outlier exposure, Hendrycks, Mazeika & Dietterich 2019):
     every step also draws a batch of them and adds ``outlier_weight`` times their cross-entropy to
     the uniform distribution, so the model learns to be unsure on inputs unlike its classes.
+
+    Certified (IBP) training, Gowal et al. (2018): with ``certifier`` (an object with
+    ``worst_case_logits(classifier, x, y, eps)``, e.g.
+    :class:`trustlab.robustness.bounds.IntervalCertifier`; passed in because models/ sits below
+    robustness/) and ``certified_eps > 0`` the loss is ``kappa * CE(clean logits) + (1 - kappa) *
+    CE(worst-case logits)``, the worst case bounded over the L-inf ball of radius eps. After
+    ``certified_warmup_epochs`` of clean training, eps rises linearly from 0 to ``certified_eps``
+    and kappa from 1 to ``certified_kappa`` over ``certified_ramp_epochs`` (step by step), then
+    both stay. The reported training accuracy is then that of the clean logits.
     """
     classifier.require_gradients("training")
     if adversary is not None and not adversary_eps > 0:
@@ -166,6 +207,9 @@ def train(
     if (augment_shift or (augment is not None and augment.active)) and len(classifier.input_shape) != 3:
         raise InputError("augmentations apply to images only (inputs of shape C x H x W)")
     criterion = loss_function(loss, label_smoothing=label_smoothing, focal_gamma=focal_gamma)
+    _check_certified(certifier, certified_eps, certified_warmup_epochs, certified_ramp_epochs, certified_kappa)
+    if certifier is not None and adversary is not None:
+        raise InputError("choose either adversary (adversarial training) or certifier (certified training), not both")
     if outliers is not None:
         outliers = classifier.validate(outliers, name="outliers")
         if outliers.shape[0] == 0:
@@ -214,6 +258,14 @@ def train(
                         xb = adversary.attack(classifier, xb, yb, eps=eps, generator=generator).adversarials
                     logits = classifier.forward(xb)
                     batch_loss = criterion(logits, yb)
+                    if certifier is not None:
+                        done = epoch * steps_per_epoch + step - certified_warmup_epochs * steps_per_epoch
+                        ramp = max(1, certified_ramp_epochs * steps_per_epoch)
+                        t = min(1.0, max(0.0, (done + 1) / ramp)) if done >= 0 else 0.0
+                        if t > 0:
+                            kappa = 1.0 - t * (1.0 - certified_kappa)
+                            worst = certifier.worst_case_logits(classifier, xb, yb, t * certified_eps)
+                            batch_loss = kappa * batch_loss + (1.0 - kappa) * criterion(worst, yb)
                     if outliers is not None:
                         drawn = torch.randint(0, outliers.shape[0], (len(index),), generator=generator)
                         odd = classifier.forward(outliers[drawn].to(classifier.device))
@@ -245,6 +297,11 @@ def train(
         loss_name=loss if not label_smoothing else f"{loss} (label smoothing {label_smoothing:g})",
         augmentation="none" if augment is None else augment.describe(),
         outliers=0 if outliers is None else int(outliers.shape[0]),
+        certifier=None if certifier is None else repr(certifier),
+        certified_eps=float(certified_eps) if certifier is not None else 0.0,
+        certified_warmup_epochs=int(certified_warmup_epochs) if certifier is not None else 0,
+        certified_ramp_epochs=int(certified_ramp_epochs) if certifier is not None else 0,
+        certified_kappa=float(certified_kappa) if certifier is not None else 1.0,
         loss=tuple(losses),
         accuracy=tuple(accuracies),
         seconds=time.perf_counter() - start,
