@@ -78,3 +78,14 @@ def test_bad_augmentation_settings_are_one_line_errors(kwargs):
     with pytest.raises(InputError) as info:
         Augmentation(**kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_fixed_noise_is_exactly_sigma_and_unclipped():
+    """Randomised smoothing's training noise: x + sigma * N(0, 1) for every pixel, the draws the
+    generator gives, nothing clipped (the per-image sigma draw is skipped)."""
+    x = torch.full((64, 1, 28, 28), 0.5)
+    noisy = Augmentation(noise_sigma=0.25, noise_fixed=True)(x, torch.Generator().manual_seed(3))
+    expected = x + 0.25 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(noisy, expected)
+    assert noisy.min() < 0 and noisy.max() > 1 and abs(float((noisy - x).std()) - 0.25) < 0.005
+    assert Augmentation(noise_sigma=0.25, noise_fixed=True).describe() == "Gaussian noise sigma 0.25 (fixed, unclipped)"

@@ -90,13 +90,19 @@ def gaussian_noise(
 class Augmentation:
     """Which augmentations a training run draws for each batch (0 turns one off): elastic
     deformation (``elastic_alpha``, ``elastic_sigma`` pixels), rotation up to ``rotate_degrees``,
-    translation up to ``shift`` pixels, additive Gaussian noise up to ``noise_sigma``."""
+    translation up to ``shift`` pixels, additive Gaussian noise up to ``noise_sigma``.
+
+    ``noise_fixed``: every image gets noise of exactly ``noise_sigma``, not clipped to the bounds: the
+    distribution randomised smoothing samples, which its base classifier is trained under (Cohen,
+    Rosenfeld & Kolter 2019); by default each image's sigma is drawn from [0, noise_sigma] and the
+    result clipped (a robustness augmentation)."""
 
     shift: int = 0
     rotate_degrees: float = 0.0
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
     noise_sigma: float = 0.0
+    noise_fixed: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
@@ -122,7 +128,9 @@ class Augmentation:
             parts.append(f"rotation up to {self.rotate_degrees:g} degrees")
         if self.shift:
             parts.append(f"shifts up to {self.shift} px")
-        if self.noise_sigma:
+        if self.noise_sigma and self.noise_fixed:
+            parts.append(f"Gaussian noise sigma {self.noise_sigma:g} (fixed, unclipped)")
+        elif self.noise_sigma:
             parts.append(f"Gaussian noise sigma up to {self.noise_sigma:g}")
         return ", ".join(parts) or "none"
 
@@ -143,6 +151,8 @@ class Augmentation:
             x = x * (high - low) + low
         if self.shift:
             x = random_translate(x, self.shift, generator, fill=low)
-        if self.noise_sigma:
+        if self.noise_sigma and self.noise_fixed:
+            x = x + self.noise_sigma * (high - low) * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        elif self.noise_sigma:
             x = gaussian_noise(x, self.noise_sigma * (high - low), generator, bounds=(low, high))
         return x

@@ -5,6 +5,7 @@
 * ``profile``: per-class statistics with bootstrap intervals, and the JSON result;
 * ``regions``: object vs background perturbation via Grad-CAM;
 * ``evaluate.robust_accuracy``: robust accuracy at fixed budgets;
+* ``smoothing``: randomised smoothing (Cohen et al. 2019), a certified L2 lower bound;
 * ``checks``: the above written into a run directory (what the CLI and the audit call).
 """
 
@@ -24,6 +25,8 @@ _EXPORTS = {
     "robust_accuracy": "trustlab.robustness.evaluate",
     "RobustAccuracyResult": "trustlab.robustness.evaluate",
     "run_robustness": "trustlab.robustness.checks",
+    **{name: "trustlab.robustness.smoothing" for name in ("certify", "smoothed_predict")},
+    **{name: "trustlab.robustness.smoothing" for name in ("SmoothingResult", "SmoothedPrediction")},
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
