@@ -17,7 +17,7 @@ from trustlab.data import load_dataset
 from trustlab.models import load_reference_model
 from trustlab.report.run import RunDirectory
 
-TIMINGS = {"seconds", "fit_seconds", "score_ms_per_1000"}
+TIMINGS = {"seconds", "fit_seconds", "score_ms_per_1000", "certify_seconds", "attack_seconds"}
 
 
 @pytest.fixture(scope="module")

@@ -150,7 +150,7 @@ CHECKS = {
 }
 CHECKED_ELSEWHERE = {
     "tabular_explanations", "robust_vs_natural", "backdoor.repair", "fairness", "fairness.mitigation", "shift.transfer",
-    "study.generalisation",
+    "study.generalisation", "robustness.bracket", "robustness.smoothing",
 }  # fmt: skip
 
 

@@ -293,3 +293,10 @@ def test_cli_certify_smoothing_writes_a_report_section(capsys, tmp_path):
     assert max(smoothing["radius"]) <= 0.25 * 2.001  # sigma Phi^-1(0.001^(1/300)) = 0.25 x 2.00: the ceiling
     html = (tmp_path / "run" / "report.html").read_text()
     assert "Randomised smoothing: sigma 0.25" in html and "randomised smoothing (sigma 0.25" in out
+    from trustlab.core import format as fmt
+    from trustlab.core.views import view_for
+    from trustlab.report.run import read_results
+
+    result = read_results(tmp_path / "run")["smoothing-0.25-mnist-sample"]
+    (table,) = view_for(result.kind).section("smoothing", result).tables
+    assert [row[2] for row in table.rows] == [fmt.pct(result.certified_accuracy(float(row[0]))) for row in table.rows]

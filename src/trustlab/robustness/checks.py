@@ -10,6 +10,7 @@ from trustlab.core.exceptions import InputError
 from trustlab.core.results import Result
 from trustlab.models.classifier import Classifier
 from trustlab.robustness.attacks import ATTACKS, Attack, make_attack
+from trustlab.robustness.bracket import DEFAULT_HEADLINE_EPS, DEFAULT_WIDTH, bracket_result
 from trustlab.robustness.evaluate import check_eps, require_bounded, robust_accuracy
 from trustlab.robustness.profile import robustness_result
 from trustlab.robustness.regions import region_result, region_search
@@ -40,13 +41,29 @@ def run_robustness(
     fixed_eps: tuple[float, ...] = (),
     regions: bool = False,
     quantile: float = 0.5,
+    certify: str | None = None,
+    width: float = DEFAULT_WIDTH,
+    headline_eps: float = DEFAULT_HEADLINE_EPS,
 ) -> list[Result]:
     """Run the requested robustness checks into ``run`` and return their results; the minimal-eps
     search resumes from its last completed batch. Budgets above the input range (``eps_max`` for
-    the search and regions, every ``fixed_eps``) are refused before any attack runs."""
+    the search and regions, every ``fixed_eps``) are refused before any attack runs.
+
+    ``certify`` ("ibp" or "crown-ibp") also bounds every searched example's certified radius and
+    pairs it with the search's eps* into a bracket result (:mod:`~trustlab.robustness.bracket`);
+    the model's layers are checked for it before any work."""
     if not search and not fixed_eps and not regions:
         raise InputError("nothing to do: use --search (default), --eps BUDGET or --regions")
     require_bounded(classifier)
+    if certify is not None:
+        from trustlab.robustness.bounds import check_method, check_supported
+
+        if not search:
+            raise InputError("--certify brackets the minimal-eps search's examples: drop --no-search")
+        if attack.norm != "linf":
+            raise InputError(f"certified bounds are L-inf; the attack's norm is {attack.norm}")
+        check_method(certify)
+        check_supported(classifier)
     if search or regions:
         check_eps(classifier, attack.norm, eps_max, option="--eps-max")
     for budget in fixed_eps:
@@ -72,6 +89,8 @@ def run_robustness(
         )
         results.append(run.add(key, profile))
         checkpoint.clear()
+        if certify is not None:
+            results.append(_bracket(run, classifier, data, found, certify, where, attack.name, width, headline_eps))
     if fixed_eps:
         key = f"robust-accuracy-{where}"
         with run.timed(key):
@@ -86,6 +105,51 @@ def run_robustness(
         split = region_result(searches, data.class_names, quantile=quantile, dataset=data.name, split=data.split)
         results.append(run.add(key, split))
     return results
+
+
+def _bracket(run, classifier, data, found, method, where, attack_name, width, headline_eps) -> Result:
+    """The certified radius of the searched examples beside the search's eps*, as one result."""
+    from trustlab.robustness.bounds import certified_radius
+
+    key = f"bracket-{method}-{where}"
+    with run.timed(key):
+        certified = certified_radius(classifier, data.x, data.y, eps_max=found.eps_max, tol=found.tol, method=method)
+    result = bracket_result(
+        certified, found, data.class_names, width=width, headline_eps=min(headline_eps, found.eps_max),
+        dataset=data.name, split=data.split, attack_name=attack_name,
+    )  # fmt: skip
+    return run.add(key, result)
+
+
+def run_smoothing(
+    run: Any,
+    classifier: Classifier,
+    data: Any,
+    *,
+    sigma: float,
+    n0: int = 100,
+    n: int = 100_000,
+    alpha: float = 0.001,
+    seed: int = 0,
+) -> Result:
+    """Randomised smoothing's CERTIFY on every example of ``data`` into ``run``; resumes from the
+    last completed batch of examples."""
+    from trustlab.robustness.smoothing import certify
+
+    key = f"smoothing-{sigma:g}-{data.name}-{data.split}"
+    fingerprint = {
+        "model": classifier.weights_sha256(), "data": data.sha256, "n": len(data), "batch_size": classifier.batch_size,
+        "sigma": sigma, "n0": n0, "samples": n, "alpha": alpha, "seed": seed,
+    }  # fmt: skip
+    checkpoint = run.checkpoint(key, fingerprint)
+    with run.timed(key):
+        result = certify(
+            classifier, data.x, data.y, sigma=sigma, n0=n0, n=n, alpha=alpha, seed=seed, checkpoint=checkpoint,
+            dataset=data.name, split=data.split,
+        )  # fmt: skip
+    stored = run.add(key, result)
+    checkpoint.clear()
+    return stored
 
 
 def training_attack(kind: str | None, steps: int = 7) -> Attack | None:

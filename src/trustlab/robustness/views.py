@@ -7,9 +7,13 @@ from markupsafe import Markup
 from trustlab.core import format as fmt
 from trustlab.core.views import Figure, Score, Section, Table, register_view
 from trustlab.robustness import figures
+from trustlab.robustness.bracket import BracketResult
 from trustlab.robustness.evaluate import RobustAccuracyResult
 from trustlab.robustness.profile import RobustnessResult
 from trustlab.robustness.regions import REGIONS, RegionResult
+from trustlab.robustness.smoothing import SmoothingResult
+
+SMOOTHING_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 
 
 def _robustness(name: str, result: RobustnessResult) -> Section:
@@ -198,6 +202,156 @@ def _robust_accuracy_scores(result: RobustAccuracyResult) -> list[Score]:
     ]  # fmt: skip
 
 
+def _bracket(name: str, result: BracketResult) -> Section:
+    paragraphs = [
+        Markup(
+            "Each prediction's true minimal L-inf perturbation lies between a <b>certified</b> lower bound ({}: "
+            "no perturbation up to it can flip the prediction, proven) and the <b>attack's</b> upper bound ({}: a "
+            "flip was found there). {:,} examples on {}/{}; {:,} were wrong before any perturbation (no bracket); "
+            "{:,} were not flipped by eps_max = {:g} (open brackets, width counted as infinite). Resolution {:.4g}."
+        ).format(
+            result.method,
+            result.attack_name,
+            len(result.labels),
+            result.dataset,
+            result.split,
+            result.clean_wrong,
+            result.censored,
+            result.eps_max,
+            result.tol,
+        ),  # fmt: skip
+        Markup(
+            "At eps {:g}: <b>{}</b> of the examples are certified and <b>{}</b> survive the attack; the true robust "
+            "accuracy lies between. Brackets at most {:g} wide (settled either way): <b>{}</b> of attackable examples."
+        ).format(
+            result.headline_eps,
+            fmt.pct(result.certified_accuracy),
+            fmt.pct(result.empirical_accuracy),
+            result.width,
+            fmt.pct(result.narrow_share),
+        ),
+    ]
+    if result.violations:
+        paragraphs.append(
+            Markup(
+                "<b>Warning</b>: {:,} examples are certified at or above an eps where the attack flipped them; a "
+                "sound bound cannot do that, so the certificate or the search is wrong. Please report it."
+            ).format(result.violations)
+        )
+    facts = [
+        ("certificate", result.method),
+        ("attack (upper bound)", result.attack),
+        (
+            "median bracket width (95% CI)",
+            f"{fmt.eps(result.median_width)} ({fmt.eps_interval(result.median_width_interval)})",
+        ),
+        ("certified radius >= found flip (must be 0)", f"{result.violations:,}"),
+        ("time", f"certificate {fmt.seconds(result.certify_seconds)}, attack {fmt.seconds(result.attack_seconds)}"),
+    ]
+    table = Table(
+        ["class", "examples", "wrong before attack", "median certified", "median attacked", "median width",
+         f"width <= {result.width:g}", f"certified at {result.headline_eps:g}"],
+        [
+            [
+                r.name, f"{r.examples:,}", str(r.clean_wrong), fmt.eps(r.certified_median), fmt.eps(r.attacked_median),
+                fmt.eps(r.width_median), fmt.pct(r.narrow_share), fmt.pct(r.certified_accuracy),
+            ]
+            for r in result.per_class
+        ],
+        "Per-class brackets over the examples correct before any perturbation (certified share: of all the class's "
+        "examples)",
+    )  # fmt: skip
+    figs = [
+        Figure(
+            f"{name}-curve",
+            "Certified and empirical robust accuracy against eps: the true robust accuracy lies in the band.",
+            figures.bracket_curve_figure(
+                result.curve_eps, result.certified_curve, result.empirical_curve, result.method, result.attack_name
+            ),
+        ),
+        Figure(
+            f"{name}-brackets",
+            "Every example's bracket of its true minimal perturbation.",
+            figures.bracket_figure(result.certified, result.attacked, result.eps_max),
+        ),
+    ]
+    title = f"Certified bounds: {result.method} beside {result.attack_name} ({result.dataset}/{result.split})"
+    return Section(name, title, paragraphs=paragraphs, facts=facts, tables=[table], figures=figs)
+
+
+def _bracket_summary(result: BracketResult) -> list[str]:
+    return [
+        f"certified ({result.method}) at eps {result.headline_eps:g}: {fmt.pct(result.certified_accuracy)}; "
+        f"{result.attack_name} leaves {fmt.pct(result.empirical_accuracy)}; median bracket width "
+        f"{fmt.eps(result.median_width)}, {fmt.pct(result.narrow_share)} of brackets at most {result.width:g} wide"
+        + (f"; {result.violations} UNSOUND" if result.violations else "")
+    ]
+
+
+def _bracket_scores(result: BracketResult) -> list[Score]:
+    sentence = (
+        f"{fmt.pct(result.certified_accuracy)} of the test inputs are provably stable against any L-inf change up "
+        f"to {result.headline_eps:g} ({result.method}); the attack leaves {fmt.pct(result.empirical_accuracy)}."
+    )
+    return [
+        Score(
+            "adversarial robustness", "robustness.certified_accuracy",
+            f"certified at eps {result.headline_eps:g} ({result.method})", result.certified_accuracy,
+            "share of examples", True, sentence=sentence,
+        )
+    ]  # fmt: skip
+
+
+def _smoothing(name: str, result: SmoothingResult) -> Section:
+    paragraphs = [
+        Markup(
+            "Randomised smoothing (Cohen et al. 2019) of the model under Gaussian noise of sigma {:g} on {}/{} ({:,} "
+            "examples): with probability at least {:g} each, the smoothed classifier's answer cannot change within the "
+            "certified <b>L2</b> radius. The L-inf column is the budget each L2 radius implies (radius / sqrt({:,})), "
+            "a loose consequence, not an L-inf certificate. With n = {:,} samples no radius above {:.3g} can be "
+            "certified."
+        ).format(
+            result.sigma,
+            result.dataset,
+            result.split,
+            result.examples,
+            1 - result.alpha,
+            result.input_dim,
+            result.n,
+            result.max_radius,
+        )  # fmt: skip
+    ]
+    root = result.input_dim**0.5
+    table = Table(
+        ["L2 radius", "implied L-inf eps", "certified accuracy"],
+        [[f"{r:g}", f"{r / root:.4f}", fmt.pct(result.certified_accuracy(r))] for r in SMOOTHING_RADII],
+        "Share of examples predicted correctly and certified at the radius (abstentions count as wrong)",
+    )
+    facts = [
+        ("samples", f"n0 = {result.n0:,} to select, n = {result.n:,} to estimate, alpha = {result.alpha:g}"),
+        ("abstained", fmt.pct(result.abstention_rate)),
+        ("time", f"{fmt.seconds(result.seconds)} ({result.seconds_per_example:.2f} s per example)"),
+    ]
+    grid = [result.max_radius * 1.25 * k / 100 for k in range(101)]
+    fig = Figure(
+        f"{name}-curve",
+        "Certified L2 accuracy of the smoothed classifier against the radius.",
+        figures.smoothing_figure(grid, result.curve(grid), result.max_radius, result.sigma),
+    )
+    title = f"Randomised smoothing: sigma {result.sigma:g} ({result.dataset}/{result.split})"
+    return Section(name, title, paragraphs=paragraphs, facts=facts, tables=[table], figures=[fig])
+
+
+def _smoothing_summary(result: SmoothingResult) -> list[str]:
+    pairs = ", ".join(f"{r:g}: {fmt.pct(result.certified_accuracy(r))}" for r in SMOOTHING_RADII[1:4])
+    return [
+        f"randomised smoothing (sigma {result.sigma:g}, n {result.n:,}): certified L2 accuracy {pairs}; abstained "
+        f"{fmt.pct(result.abstention_rate)}"
+    ]
+
+
+register_view(SmoothingResult, order=24, section=_smoothing, summary=_smoothing_summary)
+register_view(BracketResult, order=23, section=_bracket, summary=_bracket_summary, scores=_bracket_scores)
 register_view(RobustnessResult, order=20, section=_robustness, summary=_robustness_summary, scores=_robustness_scores)
 register_view(
     RobustAccuracyResult,
