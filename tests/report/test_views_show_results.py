@@ -50,6 +50,14 @@ def _check_robustness(section, result):
     assert f"median minimal eps {fmt.eps(result.median_eps_star)}" in summary_lines([result])[0]
 
 
+def _check_bracket(section, result):
+    text = " ".join(str(p) for p in section.paragraphs)
+    assert f"<b>{fmt.pct(result.certified_accuracy)}</b> of the examples are certified" in text
+    assert dict(section.facts)["median bracket width (95% CI)"].startswith(fmt.eps(result.median_width))
+    rows = _rows(section, "Per-class brackets")
+    assert [r[5] for r in rows] == [fmt.eps(c.width_median) for c in result.per_class]
+
+
 def _check_regions(section, result):
     assert f"<b>{fmt.pct(result.object_more_fragile)}</b>" in str(section.paragraphs[0])
     rows = _rows(section, "Per-class comparison")
@@ -136,6 +144,7 @@ CHECKS = {
     "training": _check_training,
     "accuracy": _check_accuracy,
     "robustness": _check_robustness,
+    "robustness.bracket": _check_bracket,
     "robustness_regions": _check_regions,
     "alarm": _check_alarm,
     "attributions": _check_attributions,
@@ -150,7 +159,7 @@ CHECKS = {
 }
 CHECKED_ELSEWHERE = {
     "tabular_explanations", "robust_vs_natural", "backdoor.repair", "fairness", "fairness.mitigation", "shift.transfer",
-    "study.generalisation", "robustness.bracket", "robustness.smoothing",
+    "study.generalisation", "robustness.smoothing",
 }  # fmt: skip
 
 
