@@ -699,6 +699,7 @@ def _crown_add(node: fx.Node, env: dict, a: torch.Tensor, push, kind: str) -> to
 
 
 def check_method(method: str) -> str:
+    """``method`` if it is a bound this module computes ("ibp" or "crown-ibp"), else an InputError."""
     if method not in METHODS:
         raise InputError(ERR_METHOD.format(methods=", ".join(METHODS), got=method))
     return method
