@@ -767,12 +767,9 @@ def margin_lower_bounds(
     k = model.num_classes
 
     def bound(start: int, stop: int) -> dict[str, torch.Tensor]:
-        yb = y[start:stop].to(model.device)
-        spec = margin_spec(yb, k)
+        xb, yb, eb = (t[start:stop].to(model.device) for t in (x, y, eps))
         with torch.no_grad():
-            low = _spec_lower(prepared, x[start:stop].to(model.device), eps[start:stop].to(model.device), spec, method)
-        low = low.scatter(1, yb[:, None], math.inf)
-        return {"margins": low.cpu()}
+            return {"margins": _margin_lower(prepared, xb, yb, eb, method).cpu()}
 
     out = run_batches(
         bound, n, batch_size or model.batch_size, desc=f"margin bounds ({method})", show_progress=show_progress
@@ -838,12 +835,15 @@ def certified(
     return out["certified"].bool() if out else torch.zeros(0, dtype=torch.bool)
 
 
+def _margin_lower(prepared: _Prepared, x, y, eps, method: str) -> torch.Tensor:
+    """(N, K) lower bounds of ``z_y - z_j`` for one batch, ``+inf`` in the true class's column."""
+    low = _spec_lower(prepared, x, eps, margin_spec(y, prepared.model.num_classes), method)
+    return low.scatter(1, y[:, None], math.inf)
+
+
 def _certify_batch(prepared: _Prepared, x, y, eps, method: str) -> torch.Tensor:
-    model = prepared.model
-    correct = model.forward(x).argmax(1) == y
-    low = _spec_lower(prepared, x, eps, margin_spec(y, model.num_classes), method)
-    low = low.scatter(1, y[:, None], math.inf)
-    return correct & (low > 0).all(1)
+    correct = prepared.model.forward(x).argmax(1) == y
+    return correct & (_margin_lower(prepared, x, y, eps, method) > 0).all(1)
 
 
 class IntervalCertifier:
