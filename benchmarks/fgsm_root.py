@@ -15,7 +15,10 @@ with ``root_finder="bisection"`` (the reference) and once with ``root_finder="qu
 (the default), in the same process:
 
 * agreement: share of examples whose eps* is the same within tol (both inf when censored),
-  and whether the flags (clean_wrong, censored, nonmonotonic) are identical;
+  split by whether the example was flipped at eps_max (then the margin crosses zero more than
+  once and the two found different crossings) or not (then the root finder skipped a midpoint
+  where the bisection found a flip), and how many examples' flags (clean_wrong, censored,
+  nonmonotonic) differ;
 * forward passes per example (trustlab's own ``forward_calls``: examples through the model;
   both methods take the same single gradient per example) and their ratio;
 * wall time of each, run alternately ``--repeats`` times (B, Q, Q, B, ...); the table keeps
@@ -24,9 +27,8 @@ with ``root_finder="bisection"`` (the reference) and once with ``root_finder="qu
   evaluating the model at clip(x + eps * direction) for eps = lower and upper: correct at
   lower (or lower = 0), flipped at upper, upper - lower <= tol.
 
-Examples not flipped at eps_max have no sign change to follow and are bisected by both methods
-(the same 8 midpoints), so ``not flipped at eps_max`` in the table bounds the saving: the root
-finder cannot go below 1 + 8 forwards for those examples, nor below 1 + 2 for the others.
+Examples not flipped at eps_max have no sign change to follow: the bisection evaluates its 8
+midpoints, the root finder only those a bound on the margin's rate does not clear (``search._guided_bisect``).
 Results: ``benchmarks/results/fgsm_root.{json,md}`` (or ``--out``). Goals (issue 16): agreement
 >= 99.5%, root finder's forward passes <= 60% of bisection's.
 """
@@ -83,7 +85,7 @@ def ray_predictions(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: to
             counter=Counter(),
         )
         with torch.enable_grad():
-            direction, _ = attack.direction(ctx, x[part])
+            direction = attack.direction(ctx, x[part]).step
         with torch.no_grad():
             points = (x[part] + eps[part].view(-1, 1, 1, 1) * direction).clamp(*model.bounds)
             out.append(model.forward(points).argmax(1))
@@ -124,9 +126,10 @@ def compare(model: Classifier, name: str, x: torch.Tensor, y: torch.Tensor, repe
     agree = both_inf | close
     later = ~agree & (fast.eps_star > slow.eps_star)
     flags = {
-        f: bool(torch.equal(getattr(slow, f), getattr(fast, f))) for f in ("clean_wrong", "censored", "nonmonotonic")
+        f: int((getattr(slow, f) != getattr(fast, f)).sum()) for f in ("clean_wrong", "censored", "nonmonotonic")
     }
-    not_flipped_at_max = int((~slow.clean_wrong & (slow.censored | slow.nonmonotonic)).sum())
+    not_flipped = ~slow.clean_wrong & (slow.censored | slow.nonmonotonic)
+    not_flipped_at_max = int(not_flipped.sum())
     log(f"[{name}] re-checking the root finder's brackets ...")
     violations = bracket_violations(model, x, y, fast)
     n = x.shape[0]
@@ -137,8 +140,9 @@ def compare(model: Classifier, name: str, x: torch.Tensor, y: torch.Tensor, repe
         "cpu_busy_before": busy,
         "agreement": float(agree.float().mean()),
         "disagree": int((~agree).sum()),
-        "disagree_root_finder_later": int(later.sum()),
-        "flags_identical": flags,
+        "disagree_root_finder_later": int((later & ~not_flipped).sum()),
+        "disagree_not_flipped_at_eps_max": int((~agree & not_flipped).sum()),
+        "flags_differ": flags,
         "clean_wrong": int(slow.clean_wrong.sum()),
         "censored": int(slow.censored.sum()),
         "nonmonotonic": int(slow.nonmonotonic.sum()),
@@ -160,7 +164,7 @@ def render_markdown(runs: list[dict[str, Any]], meta: dict[str, Any], command: s
         "model",
         "n",
         "eps* agree (±tol)",
-        "flags identical",
+        "flags differ",
         "fwd/ex bisection",
         "fwd/ex quadratic",
         "fwd ratio",
@@ -179,7 +183,7 @@ def render_markdown(runs: list[dict[str, Any]], meta: dict[str, Any], command: s
                 r["model"],
                 f"{r['n']:,}",
                 f"{100 * r['agreement']:.2f}% ({r['disagree']} differ)",
-                "yes" if all(r["flags_identical"].values()) else f"NO {r['flags_identical']}",
+                ", ".join(f"{k} {v}" for k, v in r["flags_differ"].items() if v) or "none",
                 f"{r['forward_per_example']['bisection']:.2f}",
                 f"{r['forward_per_example']['quadratic']:.2f}",
                 f"{r['forward_ratio']:.3f}",
@@ -192,15 +196,15 @@ def render_markdown(runs: list[dict[str, Any]], meta: dict[str, Any], command: s
         )
     notes = []
     for r in runs:
-        floor = (r["n"] - r["clean_wrong"] - r["not_flipped_at_eps_max"]) * 3 + r["not_flipped_at_eps_max"] * 9
+        flipped_disagree = r["disagree"] - r["disagree_not_flipped_at_eps_max"]
         notes.append(
-            f"- {r['model']}: {r['clean_wrong']} wrong before any perturbation, {r['censored']} censored, "
-            f"{r['nonmonotonic']} non-monotonic (identical in both); of the {r['disagree']} eps* that differ, "
-            f"{r['disagree_root_finder_later']} are a later crossing found by the root finder and "
-            f"{r['disagree'] - r['disagree_root_finder_later']} an earlier one (margin crosses zero more than once, "
-            f"flipped at eps_max: both brackets valid). Floor of any search that bisects the "
-            f"examples not flipped at eps_max and needs 2 points beside every root: "
-            f"{floor / r['n']:.2f} fwd/ex ({floor / r['forward']['bisection']:.3f} of bisection). "
+            f"- {r['model']}: {r['clean_wrong']} wrong before any perturbation, {r['censored']} censored and "
+            f"{r['nonmonotonic']} non-monotonic by the bisection. Of the {r['disagree']} eps* that differ, "
+            f"{flipped_disagree} were flipped at eps_max (the margin crosses zero more than once; both brackets "
+            f"valid): {r['disagree_root_finder_later']} a later crossing found by the root finder, "
+            f"{flipped_disagree - r['disagree_root_finder_later']} an earlier one; "
+            f"{r['disagree_not_flipped_at_eps_max']} were not flipped at eps_max, where the root finder skipped a "
+            f"midpoint at which the bisection found a flip. "
             f"Times of every run (s): {json.dumps({k: [round(t, 1) for t in v] for k, v in r['seconds'].items()})}; "
             f"CPUs busy with other work before: {fmt_busy(r['cpu_busy_before'])}."
         )

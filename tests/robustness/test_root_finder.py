@@ -85,7 +85,7 @@ def ray_predictions(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: to
         counter=Counter(),
     )
     with torch.enable_grad():
-        direction, _ = attack.direction(ctx, x)
+        direction = attack.direction(ctx, x).step
     with torch.no_grad():
         points = (x + eps.view(-1, *[1] * (x.ndim - 1)) * direction).clamp(0.0, 1.0)
         return model.forward(points).argmax(1)
@@ -201,3 +201,76 @@ def test_reference_model_agrees_with_bisection_with_fewer_forward_passes(referen
     assert fast.gradient_calls == slow.gradient_calls == 128
     assert fast.forward_calls <= 0.75 * slow.forward_calls
     assert_bracket_holds(reference, x, y, fast)
+
+
+class AffineModel(nn.Module):
+    """Logits W x + b: along a ray inside the bounds every logit changes at a constant rate."""
+
+    def __init__(self, classes: int, dims: int, seed: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.weight = nn.Parameter(torch.randn(classes, dims, generator=g))
+        self.bias = nn.Parameter(torch.randn(classes, generator=g))
+
+    def forward(self, x):
+        return x @ self.weight.T + self.bias
+
+
+def finite_difference_rate(model, x, y, step, targeted: bool, h: float = 1e-4) -> torch.Tensor:
+    from trustlab.robustness.attacks.base import margin
+
+    sign = -1.0 if targeted else 1.0
+    with torch.no_grad():
+        at = [sign * margin(model.forward((x + e * step).clamp(0, 1)).double(), y) for e in (0.0, h)]
+    return (at[1] - at[0]) / h
+
+
+@pytest.mark.parametrize("loss", ["ce", "margin"])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_margin_rate_is_exact_where_it_can_be(loss, targeted):
+    """Exact for the margin loss, and for cross-entropy with two classes (one other class holds all
+    the weight); pixels at a bound that the step pushes outwards do not move."""
+    x = torch.rand(16, 6, generator=torch.Generator().manual_seed(1)) * 0.8 + 0.1
+    x[:, 0], x[:, 1] = 0.0, 1.0  # at the bounds: whichever way the step points there, one side is stopped
+    y = torch.randint(0, 2, (16,), generator=torch.Generator().manual_seed(2))
+    model = Classifier(AffineModel(2, 6, seed=3), input_shape=(6,), num_classes=2, bounds=(0.0, 1.0))
+    attack = FGSM(loss=loss, targeted=targeted)
+    ctx = BatchContext(model=model, x=x, y=y, eps=torch.zeros(16), mask=None, init=None,
+                       generator=torch.Generator(), counter=Counter())  # fmt: skip
+    with torch.enable_grad():
+        ray = attack.direction(ctx, x)
+    expected = finite_difference_rate(model, x, y, ray.step, targeted)
+    assert torch.allclose(ray.margin_rate, expected, rtol=1e-3, atol=1e-3)
+    assert torch.all(ray.margin_rate > 0)  # the step raises the objective, hence the margin
+
+
+def test_margin_rate_of_cross_entropy_follows_the_dominant_runner_up():
+    """Ten classes, one runner-up far ahead of the others: the estimate is close to its exact rate."""
+    module = AffineModel(10, 6, seed=4)
+    with torch.no_grad():
+        module.bias.copy_(torch.tensor([6.0, 3.0] + [-6.0] * 8))  # class 0 first, class 1 runner-up
+    model = Classifier(module, input_shape=(6,), num_classes=10, bounds=(0.0, 1.0))
+    x = torch.full((4, 6), 0.5) + 0.01 * torch.arange(4.0)[:, None]
+    y = torch.zeros(4, dtype=torch.long)
+    attack = FGSM()
+    ctx = BatchContext(model=model, x=x, y=y, eps=torch.zeros(4), mask=None, init=None,
+                       generator=torch.Generator(), counter=Counter())  # fmt: skip
+    with torch.enable_grad():
+        ray = attack.direction(ctx, x)
+    expected = finite_difference_rate(model, x, y, ray.step, targeted=False)
+    assert torch.allclose(ray.margin_rate, expected, rtol=0.05)
+
+
+def test_midpoints_a_rate_bound_clears_are_skipped_for_examples_not_flipped_at_eps_max():
+    """sum(x) + 4 eps - 10 along the ray: -9.6 at 0, -7.6 at eps_max, rate 4 (also the secant's), so
+    the bound is 4; every bisection midpoint p has -9.6 + 4 p < 0 and -7.6 + 4 (0.5 - p) < 0: none
+    is evaluated."""
+    x = torch.full((3, 4), 0.1)
+    y = torch.zeros(3, dtype=torch.long)
+    results = both(classifier(SumModel(10.0), 4), x, y, eps_max=0.5, tol=1 / 512)
+    fast, slow = results["quadratic"], results["bisection"]
+    for field in ("eps_star", "lower", "upper", "censored", "clean_wrong", "nonmonotonic"):
+        assert torch.equal(getattr(fast, field), getattr(slow, field)), field
+    assert fast.censored.all()
+    assert fast.forward_calls == 3  # eps_max only
+    assert slow.forward_calls == 3 * 9

@@ -62,7 +62,7 @@ def test_already_wrong_examples_get_zero_and_pgd_agrees():
     pgd = minimal_eps(model, x, y, PGD(steps=5), eps_max=0.5, tol=1 / 512, show_progress=False)
     for result in (fgsm, pgd):
         assert result.clean_wrong.tolist() == [False, True] and result.eps_star[1] == 0
-        assert abs(result.eps_star[0].item() - 0.15) <= 1 / 512
+        assert abs(result.eps_star[0].item() - 0.15) <= 1 / 512 + 1e-6  # eps is float32: 0.15 is not exact
 
 
 def test_mask_restricts_the_search():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from trustlab.core.exceptions import InputError
-from trustlab.robustness.attacks.base import Attack, BatchContext, expand
+from trustlab.robustness.attacks.base import Attack, BatchContext, Direction, expand
 
 
 class FGSM(Attack):
@@ -39,19 +39,19 @@ class FGSM(Attack):
         """Without a random start the step is eps times a direction computed once at the input."""
         return not self.random_start
 
-    def direction(self, ctx: BatchContext, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unit steepest-ascent direction at ``x`` (masked) and the logits there."""
+    def direction(self, ctx: BatchContext, x: torch.Tensor) -> Direction:
+        """Unit steepest-ascent direction at ``x`` (masked), the logits there and the margin's rate."""
         _, grad, logits = self.gradient(ctx, x, ctx.y)
         step = self.steepest_step(grad)
         if ctx.mask is not None:
             step = step * ctx.mask
             if self.norm == "l2":  # renormalise inside the allowed pixels
                 step = self.steepest_step(step)
-        return step, logits
+        return Direction(step, logits, self.margin_rate(ctx, x, step, grad, logits))
 
     def _attack_batch(self, ctx: BatchContext) -> tuple[torch.Tensor, None]:
         x0, eps = ctx.x, ctx.eps
         start = self.uniform_start(ctx, x0, eps) if self.random_start else torch.zeros_like(x0)
-        step, _ = self.direction(ctx, x0 + start)
+        step = self.direction(ctx, x0 + start).step
         delta = start + expand(eps * self.step_scale, x0) * step
         return x0 + self.clip(ctx, x0, delta, eps), None
