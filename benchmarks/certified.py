@@ -213,11 +213,7 @@ def soundness_only(args, test, busy, began) -> None:
         f"attacks {seconds['attacks']:.0f} s.",
         f"Versions: {json.dumps(environment(args.threads))}\n\nTotal time {time.perf_counter() - began:.0f} s.",
     ]
-    RESULTS.mkdir(exist_ok=True)
-    stem = "certified-soundness-quick" if args.quick else "certified-soundness"
-    (RESULTS / f"{stem}.md").write_text("\n\n".join(parts) + "\n")
-    (RESULTS / f"{stem}.json").write_text(json.dumps(record, indent=1))
-    print("\n\n".join(parts))
+    save("certified-soundness", args, parts, record)
 
 
 def write(args, busy, began, verified_rows, bracket_rows, sound_rows, payload) -> None:
@@ -259,8 +255,13 @@ def write(args, busy, began, verified_rows, bracket_rows, sound_rows, payload) -
         ),  # fmt: skip
         f"Versions: {json.dumps(environment(args.threads))}\n\nTotal time {time.perf_counter() - began:.0f} s.",
     ]
+    save("certified", args, parts, payload)
+
+
+def save(stem: str, args, parts: list[str], payload: dict) -> None:
+    """``results/<stem>.md`` and ``.json`` (``<stem>-quick`` with --quick), and the tables on stdout."""
     RESULTS.mkdir(exist_ok=True)
-    stem = "certified-quick" if args.quick else "certified"
+    stem = f"{stem}-quick" if args.quick else stem
     (RESULTS / f"{stem}.md").write_text("\n\n".join(parts) + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=1))
     print("\n\n".join(parts))

@@ -12,6 +12,7 @@ from trustlab.core.exceptions import InputError
 from trustlab.models import Classifier, MnistCNN, train
 from trustlab.robustness.attacks import PGD
 from trustlab.robustness.bounds import (
+    ERR_SCRIPTED,
     IntervalCertifier,
     certified,
     certified_radius,
@@ -231,6 +232,18 @@ def test_unsupported_modules_are_all_named_in_one_line():
     message = str(info.value)
     assert "\n" not in message
     assert "gelu (GELU)" in message and "torch.cat" in message and ".abs()" in message
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_a_torchscript_model_gets_one_clear_line(mirrored):
+    """torch.fx cannot trace TorchScript (compiled, or the hookable mirror replaying its graph)."""
+    from trustlab.models.scripted import hookable_script
+
+    script = torch.jit.script(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
+    module = hookable_script(script, torch.rand(1, 4))[0] if mirrored else script
+    with pytest.raises(InputError) as info:
+        margin_lower_bounds(Classifier(module, input_shape=(4,)), torch.rand(2, 4), [0, 1], 0.1)
+    assert str(info.value) == ERR_SCRIPTED
 
 
 def test_bad_arguments_are_refused():

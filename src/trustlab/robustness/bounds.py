@@ -60,11 +60,16 @@ from torch import fx, nn
 from trustlab.core.batching import run_batches
 from trustlab.core.exceptions import InputError
 from trustlab.models.classifier import Classifier
+from trustlab.models.scripted import HookableScript
 
 METHODS = ("ibp", "crown-ibp")
 ERR_METHOD = "method must be one of {methods}, got {got!r}"
 ERR_UNSUPPORTED = "cannot bound this model: unsupported {what}: {items} (supported: see trustlab.robustness.bounds)"
 ERR_TRACE = "cannot bound this model: torch.fx could not trace it ({reason})"
+ERR_SCRIPTED = (
+    "cannot bound a TorchScript model: bounds trace the Python module with torch.fx; pass the nn.Module itself "
+    "(from Python: Classifier(module, ...)), or its state dict with --arch for a trustlab architecture"
+)
 
 
 class Interval(NamedTuple):
@@ -156,6 +161,8 @@ class _Graph:
     """A traced module with a bounding rule for every node."""
 
     def __init__(self, module: nn.Module) -> None:
+        if any(isinstance(m, torch.jit.ScriptModule | HookableScript) for m in module.modules()):
+            raise InputError(ERR_SCRIPTED)
         try:
             graph = fx.Tracer().trace(module)
         except Exception as exc:  # noqa: BLE001 -- any tracing failure becomes one clear line
