@@ -26,6 +26,7 @@ _EXPORTS = {
     "GuardedClassifier": "trustlab.ood.guard",
     "load_reference_detector": "trustlab.ood.reference",
     "TrustlabError": "trustlab.core.exceptions",
+    "tune_allocator": "trustlab.core.allocator",
     "prepare": "trustlab.audit.runner",
     "run_audit": "trustlab.audit.runner",
 }

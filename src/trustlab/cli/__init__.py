@@ -13,6 +13,7 @@ import click
 
 from trustlab._version import __version__
 from trustlab.cli import alarm, audit, backdoor, explain, fairness, models, robustness, serve, shift, study
+from trustlab.core.allocator import tune_allocator
 from trustlab.core.exceptions import TrustlabError
 from trustlab.core.progress import set_quiet
 
@@ -35,6 +36,7 @@ for _module in (audit, models, robustness, alarm, explain, backdoor, fairness, s
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    tune_allocator()
     try:
         code = cli.main(args=argv, prog_name="trustlab", standalone_mode=False)
     except TrustlabError as exc:
