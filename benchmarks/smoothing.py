@@ -8,6 +8,7 @@ From the repository root (``.venv-bench`` holds trustlab and ART; with ``.venv``
 
     .venv-bench/bin/python benchmarks/smoothing.py                # 500 images, n = 10,000
     .venv-bench/bin/python benchmarks/smoothing.py --quick        # smoke test (seconds)
+    .venv-bench/bin/python benchmarks/smoothing.py --paired-only  # timing: the three in turn (minutes)
 
 Writes ``benchmarks/results/smoothing.json`` and ``smoothing.md`` (``smoothing-quick.*`` with
 ``--quick``).
@@ -33,7 +34,12 @@ What it measures
   predictions (abstentions included) and the median and largest absolute radius difference.
 
 Times are wall-clock (``time.perf_counter``) of the library call only, after one warm-up on two
-images; ``torch.set_num_threads(--threads)`` for everyone.
+images; ``torch.set_num_threads(--threads)`` for everyone. The rows above run one after another, so
+a change in the machine's speed during the run (other tenants, clocks) lands on one of them only;
+``--paired-only`` times the three in turn on the same ``--paired-images`` images per round, the
+order rotated each round (writes ``smoothing-paired.*``): the speed comparison to quote.
+``--tune-allocator`` first calls :func:`trustlab.tune_allocator` as the ``trustlab`` command does;
+it is process-wide, so ART and the floor get it too (writes ``*-tuned.*``).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import numpy as np
 import torch
 from common import default_data_dir, environment, fmt_busy, log, markdown_table, other_cpu_load, peer
 
+from trustlab.core.allocator import tune_allocator
 from trustlab.data import load_dataset
 from trustlab.models import load_reference_model
 from trustlab.robustness.smoothing import SmoothingResult, certify, smoothing_radius
@@ -86,30 +93,35 @@ def trustlab_row(model, x, y, args) -> tuple[dict[str, Any], SmoothingResult]:
     return row, result
 
 
-def floor_row(model, x, args, count: int) -> dict[str, Any]:
+def floor_counts(model, net, images, args, generator) -> None:
     """Noisy forwards, argmax and counts in plain PyTorch: the work with nothing else around it."""
-    net, size, per = model.as_module(), model.batch_size, args.n0 + args.n
-    generator = torch.Generator().manual_seed(args.seed)
-    start = time.perf_counter()
+    size, per, classes = model.batch_size, args.n0 + args.n, model.num_classes
     with torch.no_grad():
-        for image in x[:count]:
-            counts = torch.zeros(model.num_classes, dtype=torch.int64)
+        for image in images:
+            counts = torch.zeros(classes, dtype=torch.int64)
             for begin in range(0, per, size):
                 m = min(size, per - begin)
                 noisy = image.expand(m, *image.shape) + args.sigma * torch.randn(m, *image.shape, generator=generator)
-                counts += torch.bincount(net(noisy).argmax(1), minlength=model.num_classes)
+                counts += torch.bincount(net(noisy).argmax(1), minlength=classes)
+
+
+def floor_row(model, x, args, count: int) -> dict[str, Any]:
+    net, generator = model.as_module(), torch.Generator().manual_seed(args.seed)
+    start = time.perf_counter()
+    floor_counts(model, net, x[:count], args, generator)
     seconds = time.perf_counter() - start
     return {
         "method": "floor: noisy forwards only (PyTorch)",
         "images": count,
         "seconds": seconds,
         "seconds_per_example": seconds / count,
-        "forwards_per_second": count * per / seconds,
-        "forward_calls_per_example": per,
+        "forwards_per_second": count * (args.n0 + args.n) / seconds,
+        "forward_calls_per_example": args.n0 + args.n,
     }
 
 
-def art_row(model, x, y, args, ours: SmoothingResult, count: int) -> dict[str, Any]:
+def art_estimator(model, args) -> tuple[Any, list[str]]:
+    """ART's estimator on the same module, n0, sigma and alpha, and notes on what had to be supplied."""
     smoothing = peer("art.estimators.certification.randomized_smoothing")
     note = []
     try:
@@ -124,9 +136,8 @@ def art_row(model, x, y, args, ours: SmoothingResult, count: int) -> dict[str, A
 
         mixin._lower_confidence_bound = lower
         note.append("statsmodels not installed: ART's Clopper-Pearson bound supplied (same Beta quantile)")
-    net = model.as_module()
     estimator = smoothing.PyTorchRandomizedSmoothing(
-        model=net,
+        model=model.as_module(),
         loss=torch.nn.CrossEntropyLoss(),
         input_shape=model.input_shape,
         nb_classes=model.num_classes,
@@ -136,6 +147,11 @@ def art_row(model, x, y, args, ours: SmoothingResult, count: int) -> dict[str, A
         scale=args.sigma,
         alpha=args.alpha,
     )
+    return estimator, note
+
+
+def art_row(model, x, y, args, ours: SmoothingResult, count: int) -> dict[str, Any]:
+    estimator, note = art_estimator(model, args)
     xs = x[:count].numpy()
     np.random.seed(args.seed)
     estimator.certify(xs[:2], n=200, batch_size=model.batch_size)
@@ -162,6 +178,49 @@ def art_row(model, x, y, args, ours: SmoothingResult, count: int) -> dict[str, A
             f"{r:g}": float(((ours_prediction == y[:count].numpy()) & (ours_radius >= r)).mean()) for r in RADII
         },
         "note": "; ".join(note),
+    }
+
+
+def paired_timing(model, x, y, args) -> dict[str, Any]:
+    """trustlab, the floor and ART timed in turn on the same ``--paired-images`` images per round,
+    the order rotated each round: a change in the machine's speed during the run (other tenants,
+    clocks) falls on all three alike, which separate sequential runs cannot promise."""
+    estimator, _ = art_estimator(model, args)
+    net, generator = model.as_module(), torch.Generator().manual_seed(args.seed)
+    np.random.seed(args.seed)
+    batch = model.batch_size
+    methods = {
+        "trustlab certify": lambda xs, ys: certify(
+            model, xs, ys, sigma=args.sigma, n0=args.n0, n=args.n, alpha=args.alpha, show_progress=False
+        ),
+        "floor: noisy forwards only (PyTorch)": lambda xs, ys: floor_counts(model, net, xs, args, generator),
+        "ART PyTorchRandomizedSmoothing.certify": lambda xs, ys: estimator.certify(
+            xs.numpy(), n=args.n, batch_size=batch
+        ),
+    }
+    names = list(methods)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    k = args.paired_images
+    for name in names:  # warm-up, untimed
+        methods[name](x[:1], y[:1])
+    for r in range(args.paired_rounds):
+        xs, ys = x[r * k : (r + 1) * k], y[r * k : (r + 1) * k]
+        for name in names[r % 3 :] + names[: r % 3]:
+            start = time.perf_counter()
+            methods[name](xs, ys)
+            seconds[name].append(time.perf_counter() - start)
+        log(
+            f"paired round {r + 1}/{args.paired_rounds}: "
+            + ", ".join(f"{n.split()[0]} {seconds[n][-1]:.1f} s" for n in names)
+        )
+    base = seconds[names[0]]
+    return {
+        "images_per_round": k,
+        "rounds": args.paired_rounds,
+        "seconds": seconds,
+        "seconds_per_example": {name: sum(v) / (k * len(v)) for name, v in seconds.items()},
+        "ratio_to_trustlab": {name: sum(v) / sum(base) for name, v in seconds.items()},
+        "round_ratios": {name: [a / b for a, b in zip(v, base, strict=True)] for name, v in seconds.items()},
     }
 
 
@@ -246,6 +305,44 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def render_paired(results: dict[str, Any]) -> str:
+    run, paired = results["run"], results["paired"]
+    body = [
+        [name, str(paired["rounds"] * paired["images_per_round"]), f"{paired['seconds_per_example'][name]:.3f}",
+         f"{paired['ratio_to_trustlab'][name]:.3f}",
+         f"{min(paired['round_ratios'][name]):.3f}-{max(paired['round_ratios'][name]):.3f}"]
+        for name in paired["seconds"]
+    ]  # fmt: skip
+    return "\n".join(
+        [
+            "# Randomised smoothing: paired timing",
+            "",
+            "Generated by `benchmarks/smoothing.py --paired-only` (see its docstring). CERTIFY with "
+            f"`{run['model']}`, sigma {run['sigma']}, n0 {run['n0']}, n {run['n']:,}, alpha {run['alpha']}: "
+            f"trustlab, a plain-PyTorch floor and ART timed in turn on the same {paired['images_per_round']} test "
+            f"images per round, {paired['rounds']} rounds, the order rotated each round. Allocator: "
+            + ("tuned (trustlab.tune_allocator(), process-wide)" if run["tune_allocator"] else "glibc defaults")
+            + ".",
+            "",
+            f"Run {run['date']}, {'QUICK (smoke test), ' if run['quick'] else ''}{run['threads']} threads, CPUs busy "
+            f"with other work just before: {fmt_busy(run['cpu_busy_before'])}; load average at start "
+            f"{run['loadavg']}, at end {run['loadavg_end']}. Command: `{run['command']}`",
+            "",
+            markdown_table(["method", "images", "s / example", "x trustlab", "x trustlab per round"], body),
+            "",
+            "Seconds of every round: "
+            + json.dumps({k: [round(t, 2) for t in v] for k, v in paired["seconds"].items()}),
+            "",
+            "## Environment",
+            "",
+            "```",
+            json.dumps(results["meta"], indent=2),
+            "```",
+            "",
+        ]
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -260,6 +357,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="mnist_cnn_noise", help="reference model name")
     parser.add_argument("--floor-images", type=int, default=None, help="images for the floor (default 20)")
     parser.add_argument("--art-images", type=int, default=None, help="images for ART, 0 to skip (default 50)")
+    parser.add_argument(
+        "--paired-only",
+        action="store_true",
+        help="only the paired timing: trustlab, the floor and ART in turn on the same images "
+        "(writes smoothing-paired.json/.md)",
+    )
+    parser.add_argument("--paired-rounds", type=int, default=None, help="rounds of the paired timing (default 6)")
+    parser.add_argument("--paired-images", type=int, default=None, help="images per round (default 3)")
+    parser.add_argument(
+        "--tune-allocator",
+        action="store_true",
+        help="call trustlab.tune_allocator() first, as the trustlab command does (process-wide: every method "
+        "gets it); writes *-tuned.*",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-dir", default=default_data_dir())
     parser.add_argument("--out", type=Path, default=None, help="output path without suffix")
@@ -273,8 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     args.n = args.n or (1000 if quick else 10_000)
     args.floor_images = args.floor_images if args.floor_images is not None else (4 if quick else 20)
     args.art_images = args.art_images if args.art_images is not None else (4 if quick else 50)
-    stem = args.out or RESULTS_DIR / ("smoothing-quick" if quick else "smoothing")
+    args.paired_rounds = args.paired_rounds or (3 if quick else 6)
+    args.paired_images = args.paired_images or (1 if quick else 3)
+    name = ("smoothing-paired" if args.paired_only else "smoothing") + ("-tuned" if args.tune_allocator else "")
+    stem = args.out or RESULTS_DIR / (f"{name}-quick" if quick else name)
     torch.set_num_threads(args.threads)
+    if args.tune_allocator and not tune_allocator():
+        log("warning: --tune-allocator had no effect (not glibc, or TRUSTLAB_MALLOC_TUNING=0)")
     test = load_dataset("mnist", "test", root=args.data_dir)
     x = torch.as_tensor(test.x[: args.images], dtype=torch.float32)
     y = torch.as_tensor(test.y[: args.images], dtype=torch.long)
@@ -292,8 +408,17 @@ def main(argv: list[str] | None = None) -> int:
         "n": args.n,
         "alpha": args.alpha,
         "seed": args.seed,
+        "tune_allocator": args.tune_allocator,
         "command": " ".join([os.path.relpath(sys.executable), *sys.argv]),
     }
+    if args.paired_only:
+        args.images = args.paired_rounds * args.paired_images
+        x, y = x[: args.images], y[: args.images]
+        log(f"paired timing: {args.paired_rounds} rounds of {args.paired_images} images -> {stem}.json/.md")
+        paired = paired_timing(model, x, y, args)
+        run["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+        meta = environment(args.threads, (("adversarial-robustness-toolbox", "art"),))
+        return write(stem, {"run": run, "paired": paired, "meta": meta}, render_paired)
     log(f"smoothing benchmark: {args.images} images, n {args.n:,}, {args.threads} threads -> {stem}.json/.md")
     rows = []
     base, ours = trustlab_row(model, x, y, args)
@@ -309,11 +434,14 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"method": "ART PyTorchRandomizedSmoothing.certify", "error": f"not installed ({exc})"})
     run["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     meta = environment(args.threads, (("adversarial-robustness-toolbox", "art"),))
-    results = {"run": run, "rows": rows, "meta": meta, "result": ours.to_dict()}
+    return write(stem, {"run": run, "rows": rows, "meta": meta, "result": ours.to_dict()}, render_markdown)
+
+
+def write(stem: Path, results: dict[str, Any], render) -> int:
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(render_markdown(results))
-    print(render_markdown(results))
+    stem.with_suffix(".md").write_text(render(results))
+    print(render(results))
     log(f"wrote {stem}.json and {stem}.md")
     return 0
 
