@@ -125,9 +125,7 @@ def compare(model: Classifier, name: str, x: torch.Tensor, y: torch.Tensor, repe
     close = (slow.eps_star - fast.eps_star).abs() <= TOL + 1e-6
     agree = both_inf | close
     later = ~agree & (fast.eps_star > slow.eps_star)
-    flags = {
-        f: int((getattr(slow, f) != getattr(fast, f)).sum()) for f in ("clean_wrong", "censored", "nonmonotonic")
-    }
+    flags = {f: int((getattr(slow, f) != getattr(fast, f)).sum()) for f in ("clean_wrong", "censored", "nonmonotonic")}
     not_flipped = ~slow.clean_wrong & (slow.censored | slow.nonmonotonic)
     not_flipped_at_max = int(not_flipped.sum())
     log(f"[{name}] re-checking the root finder's brackets ...")
