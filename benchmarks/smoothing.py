@@ -109,9 +109,13 @@ def floor_row(model, x, args, count: int) -> dict[str, Any]:
     net, generator = model.as_module(), torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
     floor_counts(model, net, x[:count], args, generator)
-    seconds = time.perf_counter() - start
+    return timing_row("floor: noisy forwards only (PyTorch)", count, time.perf_counter() - start, args)
+
+
+def timing_row(method: str, count: int, seconds: float, args) -> dict[str, Any]:
+    """The time columns of a row: ``count`` images certified (or their forwards run) in ``seconds``."""
     return {
-        "method": "floor: noisy forwards only (PyTorch)",
+        "method": method,
         "images": count,
         "seconds": seconds,
         "seconds_per_example": seconds / count,
@@ -162,12 +166,7 @@ def art_row(model, x, y, args, ours: SmoothingResult, count: int) -> dict[str, A
     ours_radius = np.asarray(ours.radius[:count])
     diff = np.abs(np.asarray(radius, dtype=float) - ours_radius)
     return {
-        "method": "ART PyTorchRandomizedSmoothing.certify",
-        "images": count,
-        "seconds": seconds,
-        "seconds_per_example": seconds / count,
-        "forwards_per_second": count * (args.n0 + args.n) / seconds,
-        "forward_calls_per_example": args.n0 + args.n,
+        **timing_row("ART PyTorchRandomizedSmoothing.certify", count, seconds, args),
         "same_prediction": float((np.asarray(prediction) == ours_prediction).mean()),
         "median_abs_radius_difference": float(np.median(diff)),
         "max_abs_radius_difference": float(diff.max()),
