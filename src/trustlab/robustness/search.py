@@ -16,9 +16,9 @@ m(eps) = max_{j != y} z_j - z_y at clip(x + eps * direction) is a function of on
 * ``"quadratic"`` (default): eps_max is checked first; for examples flipped there, [0, eps_max]
   brackets a sign change (m(0) comes with the gradient) and a bracketed interpolation uses the
   margin *values*: the root of the quadratic through both bracket ends and the end replaced
-  last (in the first round, through both ends with the margin's slope at eps = 0 estimated from
-  the gradient already taken: :meth:`Attack.margin_rate`), kept at least tol inside the bracket so that it closes
-  on both sides, with midpoints for the last step and after ceil(log2(eps_max / tol))
+  last (in the first round, through both ends with the margin's slope at eps = 0, estimated
+  from the gradient already taken: :meth:`Attack.margin_rate`), kept at least tol inside the
+  bracket so that it closes on both sides, with midpoints for the last step and after ceil(log2(eps_max / tol))
   interpolation rounds, so at most twice bisection's rounds whatever the margin does
   (:func:`_bracketed_quadratic`). The values only place points; flips are always decided by
   ``attack.is_adversarial``, so ties go where argmax puts them. Examples *not* flipped at
