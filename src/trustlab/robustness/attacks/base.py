@@ -266,7 +266,7 @@ class Attack(abc.ABC):
         margin loss that is the answer. For cross-entropy it is sum_{j != y} p_j r_j, the
         probability-weighted rates r_j of z_j - z_y, and dividing by the weights' total |dL/dz_y|
         gives the runner-up's rate when it dominates the other classes' probability (both reference CNNs, 300 MNIST
-        test images the middle 80% of estimates were 0.84-1.05 times the finite-difference rate).
+        test images: the middle 80% of estimates were 0.84-1.05 times the finite-difference rate).
         An estimate: it may only place a search's first point, never decide a flip. No model call.
         """
         moving = step != 0
